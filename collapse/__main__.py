@@ -1,0 +1,4 @@
+"""``python -m collapse``: same as the ``collapse`` command."""
+from collapse.cli import main
+
+main()

@@ -1,0 +1,143 @@
+"""``simulate``: compose a config, run the compiled experiment, return (and optionally write) the result."""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from collapse import config as C
+from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
+from collapse.metrics.compute import build_metrics
+from collapse.runs import t_interval, versions, write_run
+
+
+@dataclass
+class Result:
+    """What ``simulate`` returns: ``metrics`` (one row per replicate x kept generation), the composed
+    ``config``, the ``summary`` dict written to ``summary.json``, and the run directory if one was written."""
+
+    metrics: pd.DataFrame
+    config: DictConfig
+    summary: dict = field(default_factory=dict)
+    run_dir: Optional[Path] = None
+
+
+def precision_context(cfg) -> contextlib.AbstractContextManager:
+    return jax.enable_x64(True) if cfg.precision == "float64" else contextlib.nullcontext()
+
+
+def resolve_path(cfg, source, family) -> str:
+    """``engine.path``: ``auto`` takes the exact statistic path whenever it applies, else ``samples``."""
+    n_real = n_real_points(cfg.loop.real_fraction, cfg.loop.samples)
+    blockers = stats_path_blockers(source, family, cfg.loop.synthetic, n_real, cfg.loop.samples)
+    if cfg.engine.path == "stats" and blockers:
+        raise C.ConfigError("engine.path", "stats", "not available here (" + "; ".join(blockers) + "); use auto or samples")
+    if cfg.engine.path == "auto":
+        return "samples" if blockers else "stats"
+    return cfg.engine.path
+
+
+def check_pool(cfg, spec: LoopSpec, family, source) -> None:
+    """Refuse an accumulate pool larger than ``engine.max_pool_gib`` (all replicates together)."""
+    if not uses_pool(spec, family):
+        return
+    row_bytes = (source.dim + (1 if source.kind == "supervised" else 0)) * (8 if cfg.precision == "float64" else 4)
+    gib = cfg.replicates * cfg.generations * cfg.loop.samples * row_bytes / 2**30
+    if gib > cfg.engine.max_pool_gib:
+        raise C.ConfigError("replicates", cfg.replicates,
+                            f"the accumulate pool would take {gib:.1f} GiB (replicates x generations x loop.samples "
+                            f"rows) > engine.max_pool_gib={cfg.engine.max_pool_gib}; lower replicates or generations")
+
+
+def prepare(cfg):
+    """Validate and build (source, family, spec, metric functions); call inside ``precision_context``."""
+    C.validate(cfg)
+    source = C.build_source(cfg)
+    family = C.build_family(cfg, source)
+    path = resolve_path(cfg, source, family)
+    spec = LoopSpec(
+        generations=cfg.generations, samples=cfg.loop.samples,
+        n_real=n_real_points(cfg.loop.real_fraction, cfg.loop.samples), synthetic=cfg.loop.synthetic,
+        real=cfg.loop.real, scale=float(cfg.sampling.scale), path=path, every=cfg.metrics.every,
+        sample_every=cfg.metrics.sample_every,
+        heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=C.dtype_of(cfg))
+    check_pool(cfg, spec, family, source)
+    metrics = build_metrics(source, family, cfg.metrics, spec.scale, spec.dtype)
+    return source, family, spec, metrics
+
+
+def theory_for(cfg, generations: int) -> dict:
+    try:
+        from collapse.theory import theory_curves
+    except ImportError:  # pragma: no cover
+        return {}
+    return theory_curves(OmegaConf.to_container(cfg, resolve=True), generations)
+
+
+def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: float, run_s: float) -> dict:
+    last = int(df["generation"].max())
+    final = df[df["generation"] == last]
+    metric_cols = [c for c in df.columns if c not in ("replicate", "generation")]
+    curves = theory_for(cfg, cfg.generations)
+    events = []
+    for c in metric_cols:
+        vals = final[c].to_numpy()
+        bad = int(np.sum(~np.isfinite(vals) & ~np.isnan(vals)))
+        nan = int(np.sum(np.isnan(vals)))
+        if bad:
+            events.append({"event": "infinite_metric", "metric": c, "replicates": bad, "generation": last})
+        if nan and nan < len(vals) and c not in ("precision", "recall", "density", "coverage", "vendi", "tail_index"):
+            events.append({"event": "diverged", "metric": c, "replicates": nan, "generation": last})
+    return {
+        "status": "finished",
+        "name": cfg.name,
+        "generation": last,
+        "replicates": int(cfg.replicates),
+        "engine_path": path,
+        "metrics": {c: t_interval(final[c].to_numpy()) for c in metric_cols},
+        "theory": {k: float(v[last]) for k, v in curves.items() if np.isfinite(v[last])},
+        "wall_time_s": wall_s,
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "versions": versions(),
+        "events": events,
+    }
+
+
+def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[bool] = None) -> Result:
+    """Run a composed config; writes ``run_dir`` if given."""
+    t0 = time.perf_counter()
+    quiet = cfg.quiet if quiet is None else quiet
+    with precision_context(cfg):
+        source, family, spec, metrics = prepare(cfg)
+        sample_reps = cfg.replicates if cfg.metrics.sample_replicates < 0 else cfg.metrics.sample_replicates
+        eng = run_chains(source, family, spec, metrics, cfg.seed, cfg.replicates, sample_reps,
+                         chunks=cfg.engine.chunks, quiet=quiet)
+    out_dtype = np.float64 if cfg.precision == "float64" else np.float32
+    cols = {k: (v.astype(np.int64) if k in ("replicate", "generation") else v.astype(out_dtype))
+            for k, v in eng.columns.items()}
+    df = pd.DataFrame(cols).sort_values(["replicate", "generation"], kind="stable").reset_index(drop=True)
+    summary = summarize(cfg, df, path=spec.path, wall_s=time.perf_counter() - t0, compile_s=eng.compile_s,
+                        run_s=eng.run_s)
+    df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
+    written = write_run(run_dir, cfg, df, summary) if run_dir is not None else None
+    return Result(df, cfg, summary, written)
+
+
+def simulate(*overrides: str, run_dir: Optional[str | Path] = None) -> Result:
+    """Run one experiment from CLI-syntax overrides, e.g. ``simulate("loop.real_fraction=0.1")``.
+
+    Returns a :class:`Result`; writes a run directory only when ``run_dir`` (the folder itself) is given.
+    Progress output is off unless ``quiet=false`` is passed.
+    """
+    cfg = C.compose(overrides)
+    if not any(o.split("=", 1)[0].lstrip("+") == "quiet" for o in overrides):
+        cfg.quiet = True
+    return run(cfg, run_dir)

@@ -1,0 +1,266 @@
+"""Composing and validating configs, and building the source, family and loop they describe.
+
+Every invalid value raises :class:`ConfigError` naming the key, the value and what is allowed, before
+any work is done. The CLI turns it into one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import jax.numpy as jnp
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).parent / "conf"
+GROUPS = ("source", "model", "experiment")
+
+SOURCE_KINDS = {"gaussian": "continuous", "gmm": "continuous", "student_t": "continuous", "zipf": "discrete",
+                "linear": "supervised"}
+FAMILY_SOURCES = {
+    "gaussian": ("gaussian", "gmm", "student_t"),
+    "gmm": ("gaussian", "gmm", "student_t"),
+    "kde": ("gaussian", "gmm", "student_t"),
+    "categorical": ("zipf",),
+    "linear_regression": ("linear",),
+}
+
+
+class ConfigError(ValueError):
+    """A bad config value: ``key=value: what is allowed``."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r}: {allowed}")
+
+
+def group_choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_group_overrides(overrides: Iterable[str]) -> None:
+    """Reject ``model=foo`` style overrides naming an unknown config file, before Hydra sees them."""
+    for ov in overrides:
+        key, sep, value = ov.lstrip("+~").partition("=")
+        if sep and key in GROUPS and value not in ("", "null") and "," not in value:
+            choices = group_choices(key)
+            if value not in choices:
+                raise ConfigError(key, value, "must be one of " + ", ".join(choices))
+
+
+def compose(overrides: Iterable[str] = ()) -> DictConfig:
+    """Compose ``conf/config.yaml`` with CLI-syntax overrides (no Hydra app needed)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = list(overrides)
+    check_group_overrides(overrides)
+    was = GlobalHydra.instance().is_initialized()
+    if was:
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            try:
+                cfg = hydra_compose("config", overrides=overrides)
+            except Exception as exc:  # Hydra's override / missing-key errors
+                raise ConfigError("overrides", " ".join(overrides), _first_line(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    cfg.pop("hydra", None)
+    return cfg
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# ----- small checkers ----------------------------------------------------------------------------
+def _get(cfg, key: str):
+    return OmegaConf.select(cfg, key)
+
+
+def _int(cfg, key: str, lo: int | None = 1, allowed: str | None = None) -> int:
+    v = _get(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
+        raise ConfigError(key, v, allowed or (f"must be an integer >= {lo}" if lo is not None else "must be an integer"))
+    return v
+
+
+def _num(cfg, key: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+         hi_open: bool = False, allowed: str | None = None) -> float:
+    v = _get(cfg, key)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v < hi if hi_open else v <= hi
+    if not ok:
+        if allowed is None:
+            left = "(" if lo_open else "["
+            right = ")" if hi_open else "]"
+            allowed = f"must be a number in {left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{right}"
+        raise ConfigError(key, v, allowed)
+    return float(v)
+
+
+def _choice(cfg, key: str, choices: tuple[str, ...]) -> str:
+    v = _get(cfg, key)
+    if v not in choices:
+        raise ConfigError(key, v, "must be one of " + ", ".join(choices))
+    return v
+
+
+def _bool(cfg, key: str) -> bool:
+    v = _get(cfg, key)
+    if not isinstance(v, bool):
+        raise ConfigError(key, v, "must be true or false")
+    return v
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check every key the run uses; fills ``source.design_size`` for the linear source. Returns cfg."""
+    from collapse.engine import n_real_points
+
+    _int(cfg, "generations")
+    _int(cfg, "replicates")
+    _int(cfg, "seed", lo=None)
+    _choice(cfg, "precision", ("float32", "float64"))
+    name = _get(cfg, "name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError("name", name, "must be a non-empty string without '/'")
+    synthetic = _choice(cfg, "loop.synthetic", ("replace", "accumulate", "accumulate_subsample"))
+    _choice(cfg, "loop.real", ("fresh", "fixed"))
+    frac = _num(cfg, "loop.real_fraction", 0.0, 1.0)
+    samples = _int(cfg, "loop.samples")
+    n_real = n_real_points(frac, samples)
+    if 0 < frac < 1 and n_real in (0, samples):
+        raise ConfigError("loop.real_fraction", frac,
+                          f"rounds to {n_real} real points of loop.samples={samples}; use 0, 1, or a fraction "
+                          f"giving between 1 and {samples - 1} real points")
+    _num(cfg, "sampling.scale", 0.0, lo_open=True, allowed="must be a number > 0")
+
+    src = _choice(cfg, "source.name", tuple(SOURCE_KINDS))
+    fam = _choice(cfg, "model.name", tuple(FAMILY_SOURCES))
+    if src not in FAMILY_SOURCES[fam]:
+        raise ConfigError("model", fam, f"cannot fit source={src}; model={fam} fits source in "
+                          + ", ".join(FAMILY_SOURCES[fam]))
+    _validate_source(cfg, src, samples)
+    _validate_model(cfg, fam, src, samples, synthetic)
+
+    _int(cfg, "metrics.every")
+    _bool(cfg, "metrics.sample_based")
+    _int(cfg, "metrics.eval_samples", lo=10)
+    _int(cfg, "metrics.sample_every")
+    _int(cfg, "metrics.sample_replicates", lo=-1)
+    _int(cfg, "metrics.heldout", lo=10)
+    _num(cfg, "metrics.tail_level", 0.0, 1.0, lo_open=True, hi_open=True)
+    _int(cfg, "metrics.tail_directions", lo=2)
+    _int(cfg, "metrics.tail_samples", lo=100)
+    ev = cfg.metrics.eval_samples
+    _int(cfg, "metrics.knn_k", allowed=f"must be an integer in [1, metrics.eval_samples - 1 = {ev - 1}]")
+    _int(cfg, "metrics.dc_k", allowed=f"must be an integer in [1, metrics.eval_samples - 1 = {ev - 1}]")
+    for key in ("metrics.knn_k", "metrics.dc_k"):
+        if _get(cfg, key) >= ev:
+            raise ConfigError(key, _get(cfg, key), f"must be an integer in [1, metrics.eval_samples - 1 = {ev - 1}]")
+    _choice(cfg, "engine.path", ("auto", "samples", "stats"))
+    _int(cfg, "engine.chunks")
+    _num(cfg, "engine.max_pool_gib", 0.0, lo_open=True, allowed="must be a number > 0")
+    _bool(cfg, "quiet")
+    return cfg
+
+
+def _validate_source(cfg, src: str, samples: int) -> None:
+    if src in ("gaussian", "gmm", "student_t", "linear"):
+        _int(cfg, "source.dim")
+    if src == "gaussian":
+        _num(cfg, "source.mean", allowed="must be a finite number")
+        _num(cfg, "source.scale", 0.0, lo_open=True, allowed="must be a number > 0")
+    elif src == "gmm":
+        _int(cfg, "source.components")
+        _num(cfg, "source.separation", 0.0, allowed="must be a number >= 0")
+    elif src == "student_t":
+        _num(cfg, "source.df", 0.0, lo_open=True, allowed="must be a number > 0")
+    elif src == "zipf":
+        _int(cfg, "source.categories", lo=2)
+        _num(cfg, "source.exponent", 0.0, allowed="must be a number >= 0")
+    elif src == "linear":
+        if _get(cfg, "source.design_size") is None:
+            cfg.source.design_size = samples
+        t = _int(cfg, "source.design_size")
+        d = cfg.source.dim
+        if t != samples:
+            raise ConfigError("source.design_size", t, f"must equal loop.samples={samples} (the batch is the design)")
+        if t < d + 2:
+            raise ConfigError("source.design_size", t, f"must be >= source.dim + 2 = {d + 2}")
+        _num(cfg, "source.noise_var", 0.0, lo_open=True, allowed="must be a number > 0")
+        _choice(cfg, "source.design", ("fixed", "fresh"))
+
+
+def _validate_model(cfg, fam: str, src: str, samples: int, synthetic: str) -> None:
+    if fam == "gaussian":
+        _choice(cfg, "model.estimator", ("mle", "unbiased"))
+        d = cfg.source.dim
+        if samples < d + 1:
+            raise ConfigError("loop.samples", samples, f"must be >= source.dim + 1 = {d + 1} for a Gaussian fit")
+    elif fam == "gmm":
+        _int(cfg, "model.components")
+        _int(cfg, "model.em_steps")
+        if samples < cfg.model.components:
+            raise ConfigError("loop.samples", samples, f"must be >= model.components = {cfg.model.components}")
+    elif fam == "kde":
+        bw = _get(cfg, "model.bandwidth")
+        if not (bw in ("scott", "silverman") or (isinstance(bw, (int, float)) and not isinstance(bw, bool) and bw > 0)):
+            raise ConfigError("model.bandwidth", bw, "must be scott, silverman or a number > 0")
+    elif fam == "categorical":
+        _num(cfg, "model.smoothing", 0.0, allowed="must be a number >= 0")
+    elif fam == "linear_regression":
+        _num(cfg, "model.ridge", 0.0, allowed="must be a number >= 0")
+        _choice(cfg, "model.label_noise", ("fitted", "source"))
+
+
+def dtype_of(cfg) -> Any:
+    return jnp.float64 if cfg.precision == "float64" else jnp.float32
+
+
+def build_source(cfg):
+    """The :class:`~collapse.sources.base.Source` of ``cfg.source`` (call inside the precision context)."""
+    from collapse.sources import continuous, discrete, supervised
+
+    s, dt, alpha = cfg.source, dtype_of(cfg), float(cfg.metrics.tail_level)
+    if s.name == "gaussian":
+        return continuous.gaussian(s.dim, float(s.mean), float(s.scale), alpha, dt)
+    if s.name == "student_t":
+        return continuous.student_t(s.dim, float(s.df), alpha, dt)
+    if s.name == "gmm":
+        return continuous.gmm(s.dim, s.components, float(s.separation), alpha, dt)
+    if s.name == "zipf":
+        return discrete.zipf(s.categories, float(s.exponent), dt)
+    return supervised.linear(s.dim, s.design_size, float(s.noise_var), s.design, dt)
+
+
+def build_family(cfg, source):
+    """The :class:`~collapse.families.base.Family` of ``cfg.model`` for ``source``."""
+    m = cfg.model
+    if m.name == "gaussian":
+        from collapse.families.gaussian import gaussian
+        return gaussian(source.dim, m.estimator)
+    if m.name == "gmm":
+        from collapse.families.gmm import gmm
+        return gmm(components=m.components, em_steps=m.em_steps, dim=source.dim)
+    if m.name == "kde":
+        from collapse.families.kde import kde
+        bw = m.bandwidth if isinstance(m.bandwidth, str) else float(m.bandwidth)
+        return kde(bandwidth=bw, dim=source.dim, max_points=_kde_points(cfg))
+    if m.name == "categorical":
+        from collapse.families.categorical import categorical
+        return categorical(source.dim, float(m.smoothing))
+    from collapse.families.linear_regression import linear_regression
+    return linear_regression(source.dim, float(m.ridge), m.label_noise, float(cfg.source.noise_var))
+
+
+def _kde_points(cfg) -> int:
+    """Rows the KDE is fit on: the whole pool under accumulate, else one batch."""
+    if cfg.loop.synthetic == "accumulate":
+        return cfg.generations * cfg.loop.samples
+    return cfg.loop.samples

@@ -1,0 +1,290 @@
+"""The generation loop: batch algebra, ``lax.scan`` over generations, ``vmap`` over replicates.
+
+One experiment is one compiled program. Replicate r uses the key ``fold_in(key(seed), r)``; generation
+g of that replicate uses ``fold_in(k_gen, g)``, so numbers do not depend on how many replicates run, on
+chunking, or on ``metrics.every``. Generations run in chunks of equal length (one compilation) so the
+host can print progress between chunks; shapes never change between generations (accumulate mode
+writes into a preallocated pool and grows a mask, or keeps exact running statistics).
+
+Batch algebra (CONTRACT.md): generation 0 is fit on ``samples`` real points. Every later generation
+makes one batch of ``samples`` points, ``n_real`` real (fresh draws, or the fixed subset drawn once from
+generation 0's real batch) and the rest sampled from the previous model at ``sampling.scale``; then
+``replace`` fits the newest batch, ``accumulate`` all batches so far, and ``accumulate_subsample``
+``samples`` points drawn uniformly without replacement from all batches so far.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from collapse.families.base import Family
+from collapse.metrics.compute import MetricFns
+from collapse.sources.base import Source
+
+tree_map = jax.tree_util.tree_map
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """Static description of one chain (everything that fixes array shapes)."""
+
+    generations: int
+    samples: int
+    n_real: int
+    synthetic: str  # replace | accumulate | accumulate_subsample
+    real: str  # fresh | fixed
+    scale: float
+    path: str  # samples | stats (resolved, never auto)
+    every: int
+    sample_every: int
+    heldout: int
+    dtype: Any
+
+    @property
+    def n_syn(self) -> int:
+        return self.samples - self.n_real
+
+
+def n_real_points(real_fraction: float, samples: int) -> int:
+    """n_real = floor(real_fraction * samples + 0.5)."""
+    return int(math.floor(real_fraction * samples + 0.5))
+
+
+def uses_pool(spec: LoopSpec, family: Family) -> bool:
+    """Whether the chain needs the preallocated pool of every batch's points."""
+    if spec.path == "stats":
+        return False
+    return spec.synthetic == "accumulate_subsample" or (spec.synthetic == "accumulate" and not family.has_stats)
+
+
+def stats_path_blockers(source: Source, family: Family, synthetic: str, n_real: int, samples: int) -> list[str]:
+    """Reasons the exact sufficient-statistic path cannot run this config (empty list: it can)."""
+    reasons = []
+    if not (family.has_stats and family.sample_stats is not None):
+        reasons.append(f"model={family.name} has no sufficient-statistic sampler")
+    if source.sample_stats is None:
+        reasons.append(f"source={source.name} cannot draw sufficient statistics of real data")
+    if synthetic == "accumulate_subsample":
+        reasons.append("loop.synthetic=accumulate_subsample needs the points themselves")
+    if source.kind == "supervised":
+        for label, n in (("real", n_real), ("synthetic", samples - n_real)):
+            if 0 < n < source.dim:
+                reasons.append(f"{n} {label} rows per batch is fewer than source.dim={source.dim}")
+    return reasons
+
+
+def _concat(a, b):
+    return tree_map(lambda x, y: jnp.concatenate([x, y], 0), a, b)
+
+
+def _take(tree, idx):
+    return tree_map(lambda x: x[idx], tree)
+
+
+def _nan_like(shapes):
+    return tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+
+
+class Chain:
+    """Builds the per-replicate functions ``first(rkey)`` and ``advance(state, gens)``."""
+
+    def __init__(self, source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, with_samples: bool):
+        self.source, self.family, self.spec, self.metrics = source, family, spec, metrics
+        self.with_samples = with_samples and bool(metrics.sample_names)
+        self.pool = uses_pool(spec, family)
+        self.acc_stats = spec.synthetic == "accumulate" and (spec.path == "stats" or family.has_stats)
+
+    # ----- data -----------------------------------------------------------------------------------
+    def _real(self, key, truth, n):
+        if self.spec.path == "stats":
+            return self.source.sample_stats(key, truth, n)
+        return self.source.sample(key, truth, n)
+
+    def _synthetic(self, key, truth, params, n):
+        k_cov, k_syn = jax.random.split(key)
+        src, fam, scale = self.source, self.family, self.spec.scale
+        if self.spec.path == "stats":
+            cov_stats = src.covariate_stats(k_cov, truth, n) if src.kind == "supervised" else None
+            return fam.sample_stats(k_syn, params, n, scale, cov_stats)
+        covariates = src.covariates(k_cov, truth, n) if src.kind == "supervised" else None
+        return fam.sample(k_syn, params, n, scale, covariates)
+
+    def _combine(self, a, b):
+        return self.family.merge_stats(a, b) if self.spec.path == "stats" else _concat(a, b)
+
+    def _fit_batch(self, key, batch, prev):
+        if self.spec.path == "stats":
+            return self.family.fit_stats(key, batch, prev)
+        return self.family.fit(key, batch, jnp.ones(self.spec.samples, bool), prev)
+
+    # ----- metrics ----------------------------------------------------------------------------------
+    def _metrics(self, key, g, params, state):
+        spec, m = self.spec, self.metrics
+        keep = (g % spec.every == 0) | (g == spec.generations - 1)
+        args = (params, state["truth"], state.get("heldout"))
+        k_param, k_sample = jax.random.split(key)
+        out_shape = jax.eval_shape(lambda: m.param_fn(k_param, *args))
+        out = jax.lax.cond(keep, lambda: m.param_fn(k_param, *args), lambda: _nan_like(out_shape))
+        if self.with_samples:
+            want = keep & ((g % spec.sample_every == 0) | (g == spec.generations - 1))
+            s_shape = jax.eval_shape(lambda: m.sample_fn(k_sample, *args))
+            out = {**out, **jax.lax.cond(want, lambda: m.sample_fn(k_sample, *args), lambda: _nan_like(s_shape))}
+        return out
+
+    # ----- generation 0 -----------------------------------------------------------------------------
+    def first(self, rkey):
+        spec, src, fam = self.spec, self.source, self.family
+        k_truth, k_held, k_gen = jax.random.split(rkey, 3)
+        truth = src.init(k_truth)
+        state: dict = {"k_gen": k_gen, "truth": truth}
+        if src.kind == "continuous":
+            state["heldout"] = src.sample(k_held, truth, spec.heldout)
+        k_real, k_rest, k_fit, k_metric = jax.random.split(jax.random.fold_in(k_gen, 0), 4)
+        prev = fam.init(truth)
+        if spec.path == "stats":
+            if spec.real == "fixed" and 0 < spec.n_real < spec.samples:
+                fixed = src.sample_stats(k_real, truth, spec.n_real)
+                batch = fam.merge_stats(fixed, src.sample_stats(k_rest, truth, spec.n_syn))
+            else:
+                batch = fixed = src.sample_stats(k_real, truth, spec.samples)
+        else:
+            batch = src.sample(k_real, truth, spec.samples)
+            fixed = _take(batch, jax.random.permutation(k_rest, spec.samples)[: spec.n_real])
+        if spec.real == "fixed" and spec.n_real > 0:
+            state["fixed"] = fixed
+        params = self._fit_batch(k_fit, batch, prev)
+        if self.acc_stats:
+            state["acc"] = batch if spec.path == "stats" else fam.stats(batch, jnp.ones(spec.samples, bool))
+        if self.pool:
+            size = spec.generations * spec.samples
+            pool = tree_map(lambda x: jnp.zeros((size,) + x.shape[1:], x.dtype), batch)
+            state["pool"] = tree_map(lambda p, x: p.at[: spec.samples].set(x), pool, batch)
+        state["params"] = params
+        return state, self._metrics(k_metric, 0, params, state)
+
+    # ----- generations >= 1 -------------------------------------------------------------------------
+    def step(self, state, g):
+        spec, fam = self.spec, self.family
+        k_real, k_syn, k_fit, k_sub, k_metric = jax.random.split(jax.random.fold_in(state["k_gen"], g), 5)
+        truth, params = state["truth"], state["params"]
+        parts = []
+        if spec.n_real > 0:
+            parts.append(state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, spec.n_real))
+        if spec.n_syn > 0:
+            parts.append(self._synthetic(k_syn, truth, params, spec.n_syn))
+        batch = parts[0] if len(parts) == 1 else self._combine(parts[0], parts[1])
+        new = dict(state)
+        if spec.synthetic == "replace":
+            params = self._fit_batch(k_fit, batch, params)
+        elif self.acc_stats:
+            add = batch if spec.path == "stats" else fam.stats(batch, jnp.ones(spec.samples, bool))
+            new["acc"] = fam.merge_stats(state["acc"], add)
+            params = fam.fit_stats(k_fit, new["acc"], params)
+        else:
+            m = spec.samples
+            pool = tree_map(lambda p, x: jax.lax.dynamic_update_slice_in_dim(p, x, g * m, 0), state["pool"], batch)
+            new["pool"] = pool
+            filled = jnp.arange(spec.generations * m) < (g + 1) * m
+            if spec.synthetic == "accumulate":
+                params = fam.fit(k_fit, pool, filled, params)
+            else:
+                u = jnp.where(filled, jax.random.uniform(k_sub, filled.shape), 2.0)
+                idx = jax.lax.top_k(-u, m)[1]
+                params = fam.fit(k_fit, _take(pool, idx), jnp.ones(m, bool), params)
+        new["params"] = params
+        return new, self._metrics(k_metric, g, params, new)
+
+    def advance(self, state, gens):
+        return jax.lax.scan(self.step, state, gens)
+
+
+@dataclass
+class EngineResult:
+    columns: dict  # name -> np.ndarray of rows
+    compile_s: float
+    run_s: float
+
+
+def _progress(label: str, done: int, total: int, started: float) -> None:
+    """One updating stderr line: generations done, rate and ETA of the current replicate group."""
+    elapsed = time.perf_counter() - started
+    rate = done / elapsed if elapsed > 0 else float("inf")
+    eta = (total - done) / rate if rate > 0 else float("nan")
+    end = "\n" if done == total else ""
+    print(f"\r  {label}generation {done}/{total}  {rate:,.1f} gen/s  ETA {eta:6.1f} s ", end=end, file=sys.stderr,
+          flush=True)
+
+
+def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, seed: int, replicates: int,
+               sample_replicates: int, chunks: int = 20, quiet: bool = True) -> EngineResult:
+    """Run ``replicates`` chains; sample-based metrics only for replicates < ``sample_replicates``.
+
+    Returns one row per (replicate, kept generation) as flat NumPy columns.
+    """
+    base = jax.random.key(seed)
+    groups = []
+    n_s = min(max(sample_replicates, 0), replicates) if metrics.sample_names else 0
+    if n_s > 0:
+        groups.append((np.arange(n_s), True))
+    if replicates - n_s > 0:
+        groups.append((np.arange(n_s, replicates), False))
+
+    g_total = spec.generations
+    steps = g_total - 1
+    n_chunks = max(1, min(chunks, steps)) if steps > 0 else 0
+    chunk = math.ceil(steps / n_chunks) if steps > 0 else 0
+    kept = np.array([g for g in range(g_total) if g % spec.every == 0 or g == g_total - 1])
+
+    compile_s = run_s = 0.0
+    all_cols: list[dict] = []
+    for ids, with_samples in groups:
+        chain = Chain(source, family, spec, metrics, with_samples)
+        rkeys = jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(ids, jnp.uint32))
+        t0 = time.perf_counter()
+        first = jax.jit(jax.vmap(chain.first)).lower(rkeys).compile()
+        state_shape = jax.eval_shape(jax.vmap(chain.first), rkeys)[0]
+        advance = None
+        if steps > 0:
+            gens0 = jnp.arange(1, 1 + chunk, dtype=jnp.int32)
+            advance = jax.jit(jax.vmap(chain.advance, in_axes=(0, None)), donate_argnums=0).lower(
+                state_shape, gens0).compile()
+        compile_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        label = ""
+        if len(groups) > 1:
+            label = f"replicates {ids[0]}-{ids[-1]} ({'with' if with_samples else 'without'} sample metrics): "
+        state, row0 = first(rkeys)
+        rows = [{k: np.asarray(v)[:, None] for k, v in row0.items()}]
+        for c in range(n_chunks):
+            start = 1 + c * chunk
+            state, out = advance(state, jnp.arange(start, start + chunk, dtype=jnp.int32))
+            out = {k: np.asarray(v) for k, v in out.items()}
+            rows.append(out)
+            if not quiet:
+                _progress(label, min(start + chunk, g_total), g_total, t0)
+        jax.block_until_ready(state)
+        run_s += time.perf_counter() - t0
+        # (replicates, generations) per metric, trimmed of padded generations, then thinned
+        full = {k: np.concatenate([r[k] for r in rows], axis=1)[:, :g_total][:, kept] for k in rows[0]}
+        n = len(ids)
+        cols = {"replicate": np.repeat(ids, len(kept)), "generation": np.tile(kept, n)}
+        cols.update({k: v.reshape(-1).astype(np.float64) for k, v in full.items()})
+        all_cols.append(cols)
+    names = ["replicate", "generation", *metrics.param_names, *metrics.sample_names]
+    merged = {}
+    for name in names:
+        parts = []
+        for cols in all_cols:
+            if name in cols:
+                parts.append(cols[name])
+            else:
+                parts.append(np.full(len(cols["replicate"]), np.nan))
+        merged[name] = np.concatenate(parts)
+    return EngineResult(merged, compile_s, run_s)

@@ -1,0 +1,92 @@
+"""The command line as a user types it: a finished run directory, and one-line errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from collapse.analysis import NotARunError, load_run
+
+SMALL = ["generations=4", "replicates=8", "metrics.eval_samples=64", "metrics.sample_replicates=2"]
+
+
+def run_cli(args, cwd, module=False):
+    cmd = [sys.executable, "-m", "collapse", *args] if module else [str(Path(sys.executable).parent / "collapse"), *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_a_complete_run_directory_that_load_run_reads(tmp_path):
+    p = run_cli([*SMALL, "name=smoke"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    runs = list((tmp_path / "runs" / "smoke").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    assert {"config.yaml", "metrics.parquet", "summary.json"} <= {x.name for x in run.iterdir()}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert set(summary["metrics"]["var_ratio"]) == {"mean", "lo", "hi", "n_finite"}
+    df = load_run(run)
+    assert len(df) == 8 * 4 and df.attrs["config"]["generations"] == 4
+    assert {"replicate", "generation", "var_ratio", "precision", "tail_mass"} <= set(df.columns)
+    assert "var_ratio" in p.stdout and str(run) in p.stdout
+
+
+def test_python_dash_m_and_experiment_preset(tmp_path):
+    p = run_cli(["experiment=zipf_extinction", "generations=3", "replicates=4", "loop.samples=2000"], tmp_path,
+                module=True)
+    assert p.returncode == 0, p.stderr
+    (run,) = (tmp_path / "runs" / "zipf_extinction").iterdir()
+    df = load_run(run)
+    assert "support" in df.columns and df.attrs["config"]["source"]["name"] == "zipf"
+
+
+@pytest.mark.parametrize("args,key", [
+    (["loop.real_fraction=1.5"], "loop.real_fraction"),
+    (["loop.real_fraction=0.001"], "loop.real_fraction"),
+    (["loop.samples=0"], "loop.samples"),
+    (["sampling.scale=0"], "sampling.scale"),
+    (["loop.synthetic=grow"], "loop.synthetic"),
+    (["model=foo"], "model"),
+    (["source=zipf"], "model"),
+    (["precision=float16"], "precision"),
+    (["generations=-3"], "generations"),
+    (["source.dim=5", "loop.samples=5"], "loop.samples"),
+    (["source=linear", "model=linear_regression", "source.dim=10", "loop.samples=11"], "source.design_size"),
+    (["engine.path=stats", "loop.synthetic=accumulate_subsample"], "engine.path"),
+    (["metrics.tail_level=1"], "metrics.tail_level"),
+    (["nosuchkey=3"], "overrides"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_run_written(tmp_path, args, key):
+    p = run_cli(args, tmp_path)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert key in lines[0] and "Traceback" not in p.stderr
+    assert not list(tmp_path.rglob("metrics.parquet"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_load_run_refuses_unfinished_folders(tmp_path):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.yaml").write_text("a: 1\n")
+    with pytest.raises(NotARunError, match="config.yaml"):
+        load_run(tmp_path / "half")
+
+
+def test_simulate_writes_run_dir_only_when_asked(tmp_path):
+    import collapse
+    res = collapse.simulate(*SMALL, "metrics.sample_based=false")
+    assert res.run_dir is None and len(res.metrics) == 32
+    res = collapse.simulate(*SMALL, run_dir=tmp_path / "r")
+    assert (tmp_path / "r" / "summary.json").is_file()
+    assert load_run(tmp_path / "r").equals(res.metrics)
+
+
+def test_unwritable_run_dir_fails_without_summary(tmp_path):
+    import collapse
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        collapse.simulate(*SMALL, run_dir=blocker / "run")
