@@ -6,6 +6,26 @@ directory back.
 """
 __version__ = "0.1.0"
 
+import os as _os
+
+
+def _enable_compilation_cache() -> None:
+    """Keep compiled programs on disk (``$COLLAPSE_CACHE_DIR``, default ``~/.cache/collapse/jax``) so a
+    config that ran before starts without recompiling. ``COLLAPSE_CACHE_DIR=off`` disables it."""
+    where = _os.environ.get("COLLAPSE_CACHE_DIR", _os.path.join(_os.path.expanduser("~"), ".cache", "collapse", "jax"))
+    if where.lower() in ("off", "0", "none", ""):
+        return
+    import jax
+
+    try:
+        jax.config.update("jax_compilation_cache_dir", where)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    except Exception:  # pragma: no cover - an older/newer jax without these options
+        pass
+
+
+_enable_compilation_cache()
+
 from collapse.api import Result, simulate  # noqa: E402
 from collapse.config import ConfigError  # noqa: E402
 

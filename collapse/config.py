@@ -254,7 +254,7 @@ def build_family(cfg, source):
         return kde(bandwidth=bw, dim=source.dim, max_points=_kde_points(cfg))
     if m.name == "categorical":
         from collapse.families.categorical import categorical
-        return categorical(source.dim, float(m.smoothing))
+        return categorical(source.dim, float(m.smoothing), dtype_of(cfg))
     from collapse.families.linear_regression import linear_regression
     return linear_regression(source.dim, float(m.ridge), m.label_noise, float(cfg.source.noise_var))
 

@@ -88,8 +88,13 @@ def _take(tree, idx):
     return tree_map(lambda x: x[idx], tree)
 
 
-def _nan_like(shapes):
-    return tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+def _maybe(pred, fn):
+    """``fn()`` where ``pred`` holds, else the same structure filled with NaN (skipping the work)."""
+    if isinstance(pred, (bool, np.bool_)):  # known at trace time (generation 0)
+        shapes = jax.eval_shape(fn)
+        return fn() if pred else tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+    shapes = jax.eval_shape(fn)
+    return jax.lax.cond(pred, fn, lambda: tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes))
 
 
 class Chain:
@@ -130,24 +135,24 @@ class Chain:
         keep = (g % spec.every == 0) | (g == spec.generations - 1)
         args = (params, state["truth"], state.get("heldout"))
         k_param, k_sample = jax.random.split(key)
-        out_shape = jax.eval_shape(lambda: m.param_fn(k_param, *args))
-        out = jax.lax.cond(keep, lambda: m.param_fn(k_param, *args), lambda: _nan_like(out_shape))
+        out = _maybe(keep, lambda: m.param_fn(k_param, *args))
         if self.with_samples:
             want = keep & ((g % spec.sample_every == 0) | (g == spec.generations - 1))
-            s_shape = jax.eval_shape(lambda: m.sample_fn(k_sample, *args))
-            out = {**out, **jax.lax.cond(want, lambda: m.sample_fn(k_sample, *args), lambda: _nan_like(s_shape))}
+            out = {**out, **_maybe(want, lambda: m.sample_fn(k_sample, *args))}
         return out
 
     # ----- generation 0 -----------------------------------------------------------------------------
-    def first(self, rkey):
+    def first(self, seed, replicate):
+        """Generation 0 of replicate ``replicate``: key ``fold_in(key(seed), replicate)``."""
         spec, src, fam = self.spec, self.source, self.family
+        rkey = jax.random.fold_in(jax.random.key(seed), replicate)
         k_truth, k_held, k_gen = jax.random.split(rkey, 3)
         truth = src.init(k_truth)
         state: dict = {"k_gen": k_gen, "truth": truth}
         if src.kind == "continuous":
             state["heldout"] = src.sample(k_held, truth, spec.heldout)
         k_real, k_rest, k_fit, k_metric = jax.random.split(jax.random.fold_in(k_gen, 0), 4)
-        prev = fam.init(truth)
+        prev = None  # generation 0 fits from scratch
         if spec.path == "stats":
             if spec.real == "fixed" and 0 < spec.n_real < spec.samples:
                 fixed = src.sample_stats(k_real, truth, spec.n_real)
@@ -159,13 +164,17 @@ class Chain:
             fixed = _take(batch, jax.random.permutation(k_rest, spec.samples)[: spec.n_real])
         if spec.real == "fixed" and spec.n_real > 0:
             state["fixed"] = fixed
-        params = self._fit_batch(k_fit, batch, prev)
         if self.acc_stats:
             state["acc"] = batch if spec.path == "stats" else fam.stats(batch, jnp.ones(spec.samples, bool))
         if self.pool:
             size = spec.generations * spec.samples
             pool = tree_map(lambda x: jnp.zeros((size,) + x.shape[1:], x.dtype), batch)
             state["pool"] = tree_map(lambda p, x: p.at[: spec.samples].set(x), pool, batch)
+        if self.pool and spec.synthetic == "accumulate":
+            # fit on the (masked) pool from the start, so the params keep one shape across generations
+            params = fam.fit(k_fit, state["pool"], jnp.arange(size) < spec.samples, prev)
+        else:
+            params = self._fit_batch(k_fit, batch, prev)
         state["params"] = params
         return state, self._metrics(k_metric, 0, params, state)
 
@@ -228,7 +237,6 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
 
     Returns one row per (replicate, kept generation) as flat NumPy columns.
     """
-    base = jax.random.key(seed)
     groups = []
     n_s = min(max(sample_replicates, 0), replicates) if metrics.sample_names else 0
     if n_s > 0:
@@ -246,13 +254,15 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     all_cols: list[dict] = []
     for ids, with_samples in groups:
         chain = Chain(source, family, spec, metrics, with_samples)
-        rkeys = jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(ids, jnp.uint32))
+        reps = np.asarray(ids, np.uint32)
+        seed_arr = np.asarray(seed % 2**32, np.uint32)  # seeds are taken modulo 2^32
         t0 = time.perf_counter()
-        first = jax.jit(jax.vmap(chain.first)).lower(rkeys).compile()
-        state_shape = jax.eval_shape(jax.vmap(chain.first), rkeys)[0]
+        first_v = jax.vmap(chain.first, in_axes=(None, 0))
+        first = jax.jit(first_v).lower(seed_arr, reps).compile()
+        state_shape = jax.eval_shape(first_v, seed_arr, reps)[0]
         advance = None
         if steps > 0:
-            gens0 = jnp.arange(1, 1 + chunk, dtype=jnp.int32)
+            gens0 = np.arange(1, 1 + chunk, dtype=np.int32)
             advance = jax.jit(jax.vmap(chain.advance, in_axes=(0, None)), donate_argnums=0).lower(
                 state_shape, gens0).compile()
         compile_s += time.perf_counter() - t0
@@ -260,11 +270,11 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         label = ""
         if len(groups) > 1:
             label = f"replicates {ids[0]}-{ids[-1]} ({'with' if with_samples else 'without'} sample metrics): "
-        state, row0 = first(rkeys)
+        state, row0 = first(seed_arr, reps)
         rows = [{k: np.asarray(v)[:, None] for k, v in row0.items()}]
         for c in range(n_chunks):
             start = 1 + c * chunk
-            state, out = advance(state, jnp.arange(start, start + chunk, dtype=jnp.int32))
+            state, out = advance(state, np.arange(start, start + chunk, dtype=np.int32))
             out = {k: np.asarray(v) for k, v in out.items()}
             rows.append(out)
             if not quiet:

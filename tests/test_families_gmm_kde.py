@@ -86,7 +86,7 @@ def separated():
 @pytest.fixture(scope="module")
 def fitted(separated):
     x, _ = separated
-    p = FIT3(jax.random.key(0), jnp.asarray(x), jnp.ones(len(x), bool), GMM3.init(TRUTH))
+    p = FIT3(jax.random.key(0), jnp.asarray(x), jnp.ones(len(x), bool), None)
     return GMM3, p
 
 
@@ -150,7 +150,7 @@ def test_gmm_em_loglik_never_decreases():
         assert np.all(np.diff(ll) >= -1e-12), np.diff(ll)
         assert ll[-1] > ll[0] + 1e-3  # EM did something, so the check is not vacuous
         # The factory's fit is exactly the same EM from the same seeding.
-        p = FIT64(key, x, mask, GMM64.init({"mean": jnp.zeros(2), "cov": jnp.eye(2)}))
+        p = FIT64(key, x, mask, None)
         np.testing.assert_allclose(float(log_likelihood(p, x, mask)), ll[7], rtol=1e-12)
 
 
@@ -178,8 +178,8 @@ def test_gmm_masked_rows_do_not_change_fit(separated):
     big, mask = interleave(rng, x, junk)
     fit = FIT3
     key = jax.random.key(6)
-    a = fit(key, jnp.asarray(x), jnp.ones(len(x), bool), GMM3.init(TRUTH))
-    b = fit(key, jnp.asarray(big), jnp.asarray(mask), GMM3.init(TRUTH))
+    a = fit(key, jnp.asarray(x), jnp.ones(len(x), bool), None)
+    b = fit(key, jnp.asarray(big), jnp.asarray(mask), None)
     # Identical arithmetic up to the order of float32 sums over rows (relative ~1e-7, data scale ~8).
     for name in ("logits", "means", "covs"):
         np.testing.assert_allclose(a[name], b[name], atol=1e-4, err_msg=name)
@@ -243,7 +243,7 @@ def test_gmm_empty_component_no_nan(separated):
     # More components than distinct points, and an all-masked pool, from the placeholder.
     dup = jnp.repeat(x[:2], 200, axis=0)  # 2 distinct points for 3 components
     for xs, ms in ((dup, jnp.ones(400, bool)), (x, jnp.zeros(len(x), bool))):
-        q = FIT3(jax.random.key(11), xs, ms, fam.init(TRUTH))
+        q = FIT3(jax.random.key(11), xs, ms, None)
         for v in q.values():
             assert bool(jnp.all(jnp.isfinite(v)))
         assert bool(jnp.all(jnp.isfinite(fam.log_prob(q, x[:10]))))
@@ -277,7 +277,7 @@ def test_gmm_jit_vmap_scan(separated):
         assert bool(jnp.all(jnp.isfinite(v)))
     for r in range(R):  # generation 0 of each replicate == the unbatched fit
         k1 = jax.random.split(jax.random.split(keys[r], G)[0])[0]
-        single = FIT3(k1, xs[r], masks[r], fam.init(TRUTH))
+        single = FIT3(k1, xs[r], masks[r], fam.init({"mean": jnp.zeros(2), "cov": jnp.eye(2)}))
         for name in ("logits", "means", "covs"):
             np.testing.assert_allclose(params[name][r, 0], single[name], atol=1e-4, err_msg=name)
 

@@ -1,11 +1,18 @@
 """Statistical and structural tests for ``collapse.rand``.
 
+jit / vmap / scan: "a vmapped batch of keys gives the same as separate calls"
+is checked inside the sampler tests (``_assert_vmap_matches_single``, explicit
+loops, or a ``lax.scan`` of single calls), so that each sampler is compiled as
+few times as possible -- compilation dominates this file's runtime.
+
 Seeds are fixed and were chosen (0, 1, 2, ...) before looking at any result;
 they are never tuned to make a test pass.  Statistical tolerances are derived
 from standard errors (SE) and explained next to each check: moment checks use
 5 SE (two-sided false-alarm rate ~6e-7 per check under a correct sampler),
 goodness-of-fit tests require p > 1e-3.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -32,51 +39,87 @@ def _check_gamma_sample(x, alpha):
     assert abs(x.var(ddof=1) - alpha) < Z_MAX * alpha * np.sqrt((2 + 6 / alpha) / n)
 
 
+def _assert_vmap_matches_single(batched_fn, single_fn, keys, *batched_args):
+    """jit(vmap(batched_fn)) over ``keys`` (and ``batched_args``) must equal
+    separate ``single_fn`` calls: integers exactly, floats to a few ulp
+    (rtol 2e-5: code compiled inside vmap may round differently, e.g. the
+    boost exp(log x + log(u) / alpha) amplifies by 1 / alpha)."""
+    out = np.asarray(jax.jit(jax.vmap(batched_fn))(keys, *batched_args))
+    for i in range(len(keys)):
+        one = np.asarray(single_fn(keys[i], *(a[i] for a in batched_args)))
+        if np.issubdtype(one.dtype, np.integer):
+            np.testing.assert_array_equal(out[i], one)
+        else:
+            np.testing.assert_allclose(out[i], one, rtol=2e-5, atol=1e-30)
+
+
 ALPHAS = [0.3, 1.0, 4.5, 49.5]
+TINY_ALPHA = 0.01
 N_GAMMA = 20_000
 
 
+@functools.lru_cache(maxsize=None)
+def _gamma_rows(dtype_name):
+    """One (5, N_GAMMA) draw: rows for ALPHAS and TINY_ALPHA.
+
+    A single call with a (5, 1) alpha array keeps the number of compilations
+    (which dominate this file's runtime) low; rows are independent.
+    """
+    alphas = np.array(ALPHAS + [TINY_ALPHA])[:, None]
+    if dtype_name == "float64":
+        with jax.enable_x64(True):
+            x = rand.gamma(jax.random.key(1), alphas.astype(np.float64), (5, N_GAMMA))
+            assert x.dtype == jnp.float64  # default dtype follows alpha
+            return np.asarray(x)
+    x = rand.gamma(jax.random.key(0), alphas.astype(np.float32), (5, N_GAMMA), jnp.float32)
+    assert x.dtype == jnp.float32 and x.shape == (5, N_GAMMA)
+    return np.asarray(x)
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
 @pytest.mark.parametrize("alpha", ALPHAS)
-def test_gamma_distribution_float32(alpha):
-    x = rand.gamma(jax.random.key(0), alpha, (N_GAMMA,), jnp.float32)
-    assert x.dtype == jnp.float32 and x.shape == (N_GAMMA,)
-    _check_gamma_sample(x, alpha)
+def test_gamma_distribution(alpha, dtype_name):
+    _check_gamma_sample(_gamma_rows(dtype_name)[ALPHAS.index(alpha)], alpha)
 
 
-@pytest.mark.parametrize("alpha", ALPHAS)
-def test_gamma_distribution_float64(alpha):
-    with jax.enable_x64(True):
-        x = rand.gamma(jax.random.key(1), alpha, (N_GAMMA,), jnp.float64)
-        assert x.dtype == jnp.float64
-        # default dtype follows a float64 alpha array
-        assert rand.gamma(jax.random.key(1), jnp.asarray(alpha, jnp.float64)).dtype == jnp.float64
-        _check_gamma_sample(x, alpha)
-
-
-def test_gamma_array_alpha_broadcast_and_default_dtype():
+def test_gamma_shapes_and_default_dtype():
+    # (Broadcasting a (5, 1) alpha array to (5, N) is exercised by the
+    # distribution tests above.)  Shapes/dtypes via jax.eval_shape: traced
+    # only, nothing compiled.
     alpha = jnp.array([[0.5], [2.0], [30.0]], jnp.float32)
-    x = rand.gamma(jax.random.key(2), alpha, (3, 4000))
-    assert x.shape == (3, 4000) and x.dtype == jnp.float32
-    for i, a in enumerate([0.5, 2.0, 30.0]):
-        _check_gamma_sample(x[i], a)
-    assert rand.gamma(jax.random.key(2), alpha).shape == (3, 1)
-    assert rand.gamma(jax.random.key(2), 2.0).shape == ()
+
+    def sd(*a, **kw):
+        return jax.eval_shape(lambda k: rand.gamma(k, *a, **kw), jax.random.key(0))
+
+    assert sd(alpha).shape == (3, 1)
+    assert sd(alpha, (2, 3, 4)).shape == (2, 3, 4)
+    assert sd(2.0).shape == () and sd(2.0).dtype == jnp.float32
+    assert sd(2.0, (5,), jnp.float16).dtype == jnp.float16
+    with jax.enable_x64(True):
+        assert sd(jnp.ones(3, jnp.float64)).dtype == jnp.float64  # follows alpha
+        assert sd(2.0).dtype == jnp.float64  # JAX default float under x64
+        assert sd(jnp.ones(3, jnp.float32)).dtype == jnp.float32
 
 
 def test_gamma_fallback_loop_runs_small_array():
-    # alpha = 1 rejects ~4.85% of candidates; with one up-front candidate and
-    # 3000 outputs (< the compaction threshold, so the full-shape loop), the
-    # chance that no output needs the loop is 0.9515^3000 ~ 1e-65.
-    alpha = 1.0
-    x, rounds = rand.gamma(jax.random.key(3), alpha, (3000,), _n_candidates=1,
-                           _return_info=True)
+    # alpha = 1 rejects ~4.85% of candidates (alpha = 0.25 uses candidates
+    # for alpha + 1 = 1.25, ~3.5%); with one up-front candidate and ~4000
+    # outputs (< the compaction threshold, so the full-shape loop), the chance
+    # that no output needs the fallback is < 0.97^4000 ~ 1e-53.
+    # The last five alphas are invalid / edge cases.
+    edge = [0.0, -1.0, np.nan, np.inf, 2.0]
+    alpha = np.concatenate([np.repeat([1.0, 0.25], 2000), edge]).astype(np.float32)
+    keys = jax.random.split(jax.random.key(3), 3)
+    x, rounds = rand.gamma(keys[0], alpha, _n_candidates=1, _return_info=True)
     assert int(rounds) >= 1
-    _check_gamma_sample(x, alpha)
-    # also for alpha < 1 (boost path: candidates use alpha + 1 = 1.25)
-    x, rounds = rand.gamma(jax.random.key(4), 0.25, (3000,), _n_candidates=1,
-                           _return_info=True)
-    assert int(rounds) >= 1
-    _check_gamma_sample(x, 0.25)
+    x = np.asarray(x)
+    _assert_vmap_matches_single(
+        lambda k: rand.gamma(k, alpha, _n_candidates=1),
+        lambda k: rand.gamma(k, alpha, _n_candidates=1, _return_info=True)[0], keys)
+    _check_gamma_sample(x[:2000], 1.0)
+    _check_gamma_sample(x[2000:4000], 0.25)
+    # alpha <= 0 or NaN -> NaN; alpha = inf -> inf; valid alpha unaffected
+    assert np.isnan(x[4000:4003]).all() and x[4003] == np.inf and np.isfinite(x[4004])
 
 
 def test_gamma_fallback_loop_compacted(monkeypatch):
@@ -85,44 +128,45 @@ def test_gamma_fallback_loop_compacted(monkeypatch):
     # outer rounds, i.e. the buffer-overflow path too.
     monkeypatch.setattr(rand, "_COMPACT_DIVISOR", 1000)
     alpha = 1.0
-    x, rounds = rand.gamma(jax.random.key(5), alpha, (50_000,), _n_candidates=1,
-                           _return_info=True)
+    keys = jax.random.split(jax.random.key(5), 2)
+    x, rounds = rand.gamma(keys[0], alpha, (50_000,), _n_candidates=1, _return_info=True)
     assert int(rounds) > 10
     _check_gamma_sample(x, alpha)
+    _assert_vmap_matches_single(
+        lambda k: rand.gamma(k, alpha, (50_000,), _n_candidates=1),
+        lambda k: rand.gamma(k, alpha, (50_000,), _n_candidates=1, _return_info=True)[0],
+        keys)
 
 
 def test_gamma_more_upfront_candidates_still_exact():
-    x = rand.gamma(jax.random.key(6), 1.0, (N_GAMMA,), _n_candidates=4)
+    x = rand.gamma(jax.random.key(6), 1.0, (4000,), _n_candidates=4)
     _check_gamma_sample(x, 1.0)
 
 
-def test_gamma_tiny_alpha_left_tail():
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_gamma_tiny_alpha_left_tail(dtype_name):
     # Gamma(0.01): most mass is astronomically small.  The boost works in log
-    # space, so values down to float32's range are produced correctly:
+    # space, so values down to the dtype's range are produced correctly:
     # compare P(X < 1e-20) = gammainc(0.01, 1e-20) ~= 0.634 with the
     # empirical fraction, binomial SE = sqrt(q (1 - q) / n).
-    alpha, t, n = 0.01, 1e-20, N_GAMMA
-    x = np.asarray(rand.gamma(jax.random.key(7), alpha, (n,)))
+    x = _gamma_rows(dtype_name)[-1]
+    t, n = 1e-20, x.size
     assert np.all(np.isfinite(x)) and np.all(x >= 0)
-    q = special.gammainc(alpha, t)
+    q = special.gammainc(TINY_ALPHA, t)
     assert abs((x < t).mean() - q) < Z_MAX * np.sqrt(q * (1 - q) / n)
-    # Not everything below 1e-20 collapsed to 0: only values below float32's
-    # range may underflow, P(X < 1.2e-38 = smallest normal) ~= 0.42 (even if
-    # subnormals are flushed to zero), far from 0.63.
+    # Not everything below 1e-20 collapsed to 0: only values below the
+    # dtype's range may underflow; even in float32, P(X < 1.2e-38 = smallest
+    # normal) ~= 0.42 (if subnormals are flushed to zero), far from 0.63.
     assert (x == 0).mean() < 0.5
 
 
-def test_gamma_invalid_alpha():
-    x = rand.gamma(jax.random.key(8), jnp.array([0.0, -1.0, jnp.nan, jnp.inf, 2.0]))
-    x = np.asarray(x)
-    assert np.isnan(x[:3]).all() and x[3] == np.inf and np.isfinite(x[4])
-
-
 def test_chi2_distribution():
-    df = 3.7  # real-valued df
-    x = np.asarray(rand.chi2(jax.random.key(9), df, (N_GAMMA,)), np.float64)
-    assert stats.kstest(x, "chi2", args=(df,)).pvalue > P_MIN
-    assert abs(x.mean() - df) < Z_MAX * np.sqrt(2 * df / N_GAMMA)
+    # real-valued dfs; a (5, 1) df array (same compiled sampler as above)
+    dfs = np.array([0.6, 2.0, 3.7, 9.0, 99.0], np.float32)
+    x = np.asarray(rand.chi2(jax.random.key(9), dfs[:, None], (5, N_GAMMA)), np.float64)
+    for df, row in zip(dfs, x):
+        assert stats.kstest(row, "chi2", args=(df,)).pvalue > P_MIN
+        assert abs(row.mean() - df) < Z_MAX * np.sqrt(2 * df / N_GAMMA)
 
 
 # --------------------------------------------------------------------------
@@ -167,20 +211,29 @@ def test_wishart_moments_and_trace(x64):
     assert stats.ks_2samp(logdet, np.linalg.slogdet(ref)[1]).pvalue > P_MIN
 
 
-def test_wishart_factor_and_d1():
+def test_wishart_factor_vmap_and_scan():
+    # Separate (unbatched) calls are made inside lax.scan, which also checks
+    # that the samplers work in a scan; they must equal one vmapped call over
+    # the same keys and (real, batched) dfs.
     L = jnp.linalg.cholesky(jnp.asarray(S3, jnp.float32))
-    key = jax.random.key(12)
-    B = rand.wishart_factor(key, 4.0, L)
-    np.testing.assert_array_equal(np.triu(np.asarray(B), 1), 0)  # lower triangular
-    assert np.all(np.diag(np.asarray(B)) > 0)
-    np.testing.assert_allclose(np.asarray(rand.wishart(key, 4.0, L)),
-                               np.asarray(B @ B.T), rtol=1e-5, atol=1e-5)
-    # d = 1: Wishart_1(df, s) = s * chi2(df); KS, 1-sample.
-    df, s, m = 2.5, 3.0, 5000
-    keys = jax.random.split(jax.random.key(13), m)
-    w = jax.jit(jax.vmap(lambda k: rand.wishart(k, df, jnp.sqrt(jnp.full((1, 1), s)))))(keys)
-    assert stats.kstest(np.asarray(w[:, 0, 0], np.float64) / s, "chi2",
-                        args=(df,)).pvalue > P_MIN
+    keys = jax.random.split(jax.random.key(12), 4)
+    dfs = jnp.array([2.5, 3.0, 5.5, 40.0], jnp.float32)
+
+    def step(carry, kd):
+        k, df = kd
+        B = rand.wishart_factor(k, df, L)
+        return carry + jnp.trace(B), (B, rand.wishart(k, df, L))
+
+    _, (B, W) = jax.jit(lambda: jax.lax.scan(step, jnp.float32(0), (keys, dfs)))()
+    B, W = np.asarray(B), np.asarray(W)
+    np.testing.assert_array_equal(np.triu(B, 1), 0)  # lower triangular
+    assert np.all(np.diagonal(B, axis1=1, axis2=2) > 0)  # = chol(W)
+    np.testing.assert_allclose(W, B @ np.swapaxes(B, 1, 2), rtol=1e-5, atol=1e-5)
+    Wv = np.asarray(jax.jit(jax.vmap(rand.wishart, (0, 0, None)))(keys, dfs, L))
+    np.testing.assert_allclose(Wv, W, rtol=2e-5, atol=1e-30)
+    # d = 1 shape (traced only)
+    out = jax.eval_shape(lambda k: rand.wishart(k, 3.0, jnp.ones((1, 1))), keys[0])
+    assert out.shape == (1, 1)
 
 
 # --------------------------------------------------------------------------
@@ -205,11 +258,14 @@ def _check_multinomial_counts(C, n, p):
 
 
 def test_multinomial_static_n():
-    n, R = 1000, 2000
+    # n = 9001 > one chunk (4096): three balanced rounds of 3001 draws.
+    n, R = 9001, 500
     p = jnp.asarray(P_ZEROS * 3.7, jnp.float32)  # unnormalised on purpose
     keys = jax.random.split(jax.random.key(20), R)
     C = jax.jit(jax.vmap(lambda k: rand.multinomial(k, n, p)))(keys)
     _check_multinomial_counts(C, n, P_ZEROS)
+    for i in range(3):  # vmapped == separate calls
+        np.testing.assert_array_equal(C[i], rand.multinomial(keys[i], n, p))
 
 
 @pytest.mark.parametrize("chunk", [None, 96])
@@ -221,17 +277,18 @@ def test_multinomial_traced_n(monkeypatch, chunk):
     n, R = 1000, 2000
     p = jnp.asarray(P_ZEROS, jnp.float32)
     keys = jax.random.split(jax.random.key(21), R)
-    f = jax.jit(jax.vmap(lambda k, m: rand.multinomial(k, m, p)))
-    C = f(keys, jnp.full((R,), n, jnp.int32))
-    _check_multinomial_counts(C, n, P_ZEROS)
-    # different traced n per replicate (n = 0 gives all zeros)
-    ns = jnp.array([0, 1, 7, 96, 97, 5000, 9000, 1000], jnp.int32)
-    C = np.asarray(f(keys[:8], ns))
+    # first 8 replicates: other traced n (n = 0 gives all zeros)
+    special_n = [0, 1, 7, 96, 97, 5000, 9000, 1000]
+    ns = np.full(R, n, np.int32)
+    ns[:8] = special_n
+    C = np.asarray(jax.jit(jax.vmap(lambda k, m: rand.multinomial(k, m, p)))(keys, ns))
     np.testing.assert_array_equal(C.sum(1), ns)
     assert np.all(C[:, P_ZEROS == 0] == 0)
-    # static n larger than a chunk (balanced rounds)
-    C = jax.jit(jax.vmap(lambda k: rand.multinomial(k, 9001, p)))(keys[:500])
-    _check_multinomial_counts(C, 9001, P_ZEROS)
+    _check_multinomial_counts(C[8:], n, P_ZEROS)
+    if chunk is None:  # vmapped == separate (unbatched, still traced-n) calls
+        single = jax.jit(lambda k, m: rand.multinomial(k, m, p))
+        for i in range(8):
+            np.testing.assert_array_equal(C[i], single(keys[i], ns[i]))
 
 
 def test_multinomial_chi2_large_k():
@@ -260,14 +317,18 @@ def test_multinomial_chi2_large_k():
 def test_categorical_frequencies():
     n = 200_000
     p = jnp.asarray(P_ZEROS, jnp.float32)
-    idx = np.asarray(jax.jit(lambda k: rand.categorical(k, p, n))(jax.random.key(24)))
+    keys = jax.random.split(jax.random.key(24), 2)
+    idx = np.asarray(jax.jit(lambda k: rand.categorical(k, p, n))(keys[0]))
     assert idx.dtype == np.int32 and idx.shape == (n,)
     counts = np.bincount(idx, minlength=len(P_ZEROS))
     assert counts.shape == (len(P_ZEROS),)  # no out-of-range index
     assert np.all(counts[P_ZEROS == 0] == 0)
     pos = P_ZEROS > 0
     assert stats.chisquare(counts[pos], n * P_ZEROS[pos] / P_ZEROS.sum()).pvalue > P_MIN
-    assert rand.categorical(jax.random.key(24), p, (3, 5)).shape == (3, 5)
+    out = jax.eval_shape(lambda k: rand.categorical(k, p, (3, 5)), jax.random.key(0))
+    assert out.shape == (3, 5) and out.dtype == jnp.int32
+    _assert_vmap_matches_single(lambda k: rand.categorical(k, p, n),
+                                lambda k: rand.categorical(k, p, n), keys)
 
 
 @pytest.mark.parametrize("case", ["dirichlet", "skewed", "trailing_zeros"])
@@ -286,60 +347,16 @@ def test_categorical_guide_table_matches_searchsorted(case):
         p = rng.random(K)
         p[-100:] = 0.0
         p[:50] = 0.0
-    p = jnp.asarray(p, jnp.float32)
-    key = jax.random.key(26)
-    got = np.asarray(rand._inverse_cdf_indices(key, p, (50_000,)))
+    got, want = _guide_vs_searchsorted(jax.random.key(26), jnp.asarray(p, jnp.float32))
+    np.testing.assert_array_equal(got, want)
+    assert np.all(p[np.asarray(got)] > 0)
+
+
+@jax.jit
+def _guide_vs_searchsorted(key, p):
+    got = rand._inverse_cdf_indices(key, p, (50_000,))
     c, _, _ = rand._inverse_cdf_table(p)
     u = jax.random.uniform(key, (50_000,), c.dtype)
-    want = np.asarray(jnp.searchsorted(c, u, side="right"))
-    np.testing.assert_array_equal(got, want)
-    assert np.all(np.asarray(p)[got] > 0)
+    return got, jnp.searchsorted(c, u, side="right")
 
 
-# --------------------------------------------------------------------------
-# jit / vmap / scan
-# --------------------------------------------------------------------------
-
-
-def test_vmap_equals_separate_calls():
-    keys = jax.random.split(jax.random.key(30), 4)
-    alphas = jnp.array([0.3, 1.0, 4.5, 49.5], jnp.float32)
-    # gamma with batched keys and alphas; per-call shape (500,) uses the
-    # full-shape fallback loop, (5000,) the compacted one.  Each element runs
-    # a different number of loop rounds.
-    for size in (500, 5000):
-        one = jax.jit(lambda k, a: rand.gamma(k, a, (size,)))
-        g = jax.jit(jax.vmap(one))(keys, alphas)
-        for i in range(4):
-            # rtol: the boost exp(log x + log(u) / alpha) may round a few
-            # ulp differently (amplified by 1/alpha) when compiled in vmap.
-            np.testing.assert_allclose(g[i], one(keys[i], alphas[i]), rtol=2e-5)
-    # wishart, batched keys and dfs
-    L = jnp.linalg.cholesky(jnp.asarray(S3, jnp.float32))
-    dfs = jnp.array([2.5, 3.0, 5.5, 40.0], jnp.float32)
-    W = jax.vmap(rand.wishart, (0, 0, None))(keys, dfs, L)
-    for i in range(4):
-        np.testing.assert_allclose(W[i], rand.wishart(keys[i], dfs[i], L), rtol=1e-5, atol=1e-6)
-    # multinomial (static and traced n) and categorical: integers, exact
-    p = jnp.asarray(P_ZEROS, jnp.float32)
-    traced = jax.jit(lambda k, n: rand.multinomial(k, n, p))
-    ns = jnp.array([0, 100, 5000, 300], jnp.int32)
-    C = jax.vmap(lambda k: rand.multinomial(k, 300, p))(keys)
-    T = jax.vmap(traced)(keys, ns)
-    I = jax.vmap(lambda k: rand.categorical(k, p, 300))(keys)
-    for i in range(4):
-        np.testing.assert_array_equal(C[i], rand.multinomial(keys[i], 300, p))
-        np.testing.assert_array_equal(T[i], traced(keys[i], ns[i]))
-        np.testing.assert_array_equal(I[i], rand.categorical(keys[i], p, 300))
-
-
-def test_works_inside_scan():
-    # A toy "generations" loop: refit a Gaussian's scatter each step.
-    L0 = jnp.eye(2, dtype=jnp.float32)
-
-    def step(L, key):
-        W = rand.wishart(key, 49.0, L) / 49.0
-        return jnp.linalg.cholesky(W), jnp.trace(W)
-
-    _, tr = jax.lax.scan(step, L0, jax.random.split(jax.random.key(31), 20))
-    assert tr.shape == (20,) and np.all(np.isfinite(np.asarray(tr)))

@@ -32,13 +32,16 @@ def test_fresh_data_stationary_variance_matches_recursion():
 
 
 def test_categorical_support_never_increases_and_tails_go_first():
-    res = sim("source=zipf", "model=categorical", "source.categories=200", "generations=60", "replicates=50",
+    res = sim("source=zipf", "model=categorical", "source.categories=200", "generations=60", "replicates=200",
               "loop.samples=500")
     support = by_generation(res.metrics, "support")
     assert np.all(np.diff(support, axis=0) <= 0)
     assert np.all(support[-1] < support[0])
     tail = by_generation(res.metrics, "tail_mass")
-    assert tail[-1].mean() < 0.5 * tail[0].mean()
+    # each p_k is a martingale under multinomial resampling, so E[tail_mass] stays 1 while the typical
+    # chain loses its tail: the median falls, the mean does not move beyond Monte-Carlo error
+    assert np.median(tail[-1]) < 0.9 * np.median(tail[0])
+    assert abs(tail[-1].mean() - 1.0) < 4 * tail[-1].std(ddof=1) / np.sqrt(tail.shape[1])
     assert np.all(np.isinf(by_generation(res.metrics, "kl_true")[-1]))
 
 

@@ -9,7 +9,8 @@ Conventions
   ``{"x": (n, d), "y": (n,)}`` for supervised data.
 - ``mask`` is an ``(n,)`` bool array: rows with ``False`` are padding and must not influence the fit.
 - ``prev`` is the previous generation's params (same structure as the output of ``fit``); families may
-  use it as a warm start (GMM) or ignore it. For generation 0, ``prev`` is ``init(source_truth)``.
+  use it as a warm start (GMM) or ignore it. For generation 0, ``prev`` is ``None`` (fit from scratch;
+  known at trace time, so no both-branches ``cond`` under ``vmap``).
 - ``scale`` is ``sampling.scale``: continuous families multiply every covariance by it, discrete ones use
   p -> p**(1/scale) renormalised.
 - Everything must be jit/vmap/scan friendly: static shapes, no Python branching on traced values.
@@ -33,7 +34,7 @@ class Family:
     Required
       name:      config name (``model=<name>``).
       kinds:     source kinds it can fit: subset of {"continuous", "discrete", "supervised"}.
-      init:      (truth) -> params, a placeholder with the final shapes (used as ``prev`` at generation 0).
+      init:      (truth) -> params, a placeholder with the final shapes (for tools that need the structure).
       fit:       (key, batch, mask, prev) -> params.
       sample:    (key, params, n, scale, covariates) -> batch of n rows. ``covariates`` is None except for
                  supervised sources, where it is the ``(n, d)`` input matrix to label.

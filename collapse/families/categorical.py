@@ -12,9 +12,9 @@ from collapse import rand
 from collapse.families.base import Family
 
 
-def categorical(categories: int, smoothing: float = 0.0) -> Family:
+def categorical(categories: int, smoothing: float = 0.0, dtype=jnp.float32) -> Family:
     def init(truth):
-        return {"probs": jnp.full((categories,), 1.0 / categories, truth["probs"].dtype)}
+        return {"probs": jnp.full((categories,), 1.0 / categories, dtype)}
 
     def stats(x, mask):
         return jnp.zeros((categories,), jnp.int32).at[x].add(mask.astype(jnp.int32))
@@ -23,8 +23,7 @@ def categorical(categories: int, smoothing: float = 0.0) -> Family:
         return a + b
 
     def fit_stats(key, counts, prev):
-        dt = prev["probs"].dtype
-        counts = counts.astype(dt)
+        counts = counts.astype(dtype)
         return {"probs": (counts + smoothing) / (jnp.sum(counts) + categories * smoothing)}
 
     def fit(key, x, mask, prev):

@@ -8,7 +8,7 @@ Params (K = ``components``, d = ``dim``)
 
 ``fit(key, x, mask, prev)`` runs exactly ``em_steps`` EM iterations (``lax.fori_loop``) starting from
 ``prev`` (warm start: the previous generation's mixture, so component identities persist across
-generations) when ``prev["fitted"]`` is 1, and from a data-driven start when it is 0 (generation 0):
+generations) when ``prev`` is given, and from a data-driven start when ``prev`` is None (generation 0):
 greedy k-means++ seeding (means), the pooled sample covariance (every ``covs[k]``) and uniform weights.
 Masked rows get zero responsibility and do not influence the fit at all (also not the seeding).
 A component whose total responsibility is below ``eps(dtype) * n`` of a point ("empty") keeps its
@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from collapse import linalg
 from collapse.families.base import Family
 
 
@@ -33,7 +34,10 @@ from collapse.families.base import Family
 
 
 def _chol(covs):
-    return jnp.linalg.cholesky(covs)
+    """Batched Cholesky in pure JAX (collapse.linalg: no LAPACK custom call under vmap)."""
+    if covs.ndim == 2:
+        return linalg.cholesky(covs)
+    return jax.vmap(linalg.cholesky)(covs)
 
 
 def _component_logpdf(x, means, chols):
@@ -41,7 +45,7 @@ def _component_logpdf(x, means, chols):
     d = x.shape[-1]
 
     def one(mean, chol):
-        z = jax.scipy.linalg.solve_triangular(chol, (x - mean).T, lower=True)  # (d, n)
+        z = linalg.inv_lower(chol) @ (x - mean).T  # (d, n)
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
         return -0.5 * jnp.sum(z * z, 0) - 0.5 * logdet - 0.5 * d * math.log(2 * math.pi)
 
@@ -206,9 +210,12 @@ def gmm(dim: int, components: int = 5, em_steps: int = 20, reg: float = 1e-6) ->
         if mask is None:
             mask = jnp.ones(x.shape[:1], bool)
         mask = mask.astype(bool)
-        prev = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), prev)
-        start = lax.cond(prev["fitted"] > 0.5, lambda: prev,
-                         lambda: kmeanspp_init(key, x, mask, K, reg))
+        # prev None (generation 0): data-driven k-means++ start; otherwise warm start from prev. Decided at
+        # trace time, so under vmap only one start is computed.
+        if prev is None:
+            start = kmeanspp_init(key, x, mask, K, reg)
+        else:
+            start = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), prev)
         out = _em(x, mask, start, steps, reg)
         out["fitted"] = jnp.ones((), dt)
         return out

@@ -21,6 +21,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from collapse import linalg
 from collapse.families.base import Family
 
 _RULES = ("scott", "silverman")
@@ -92,17 +93,18 @@ def kde(dim: int, max_points: int, bandwidth: str | float = "scott", reg: float 
         dt = pts.dtype
         k1, k2 = jax.random.split(key)
         idx = _pick(jax.random.uniform(k1, (n,), dt), wts)
-        chol = jnp.linalg.cholesky(params["cov"])
+        chol = linalg.cholesky(params["cov"])
         z = jax.random.normal(k2, (n, dim), dt)
         return pts[idx] + jnp.sqrt(jnp.asarray(scale, dt)) * z @ chol.T
 
     def log_prob(params, x):
         pts, wts, H = params["points"], params["weights"], params["cov"]
-        chol = jnp.linalg.cholesky(H)
+        chol = linalg.cholesky(H)
+        inv = linalg.inv_lower(chol)
         centre = jnp.sum(wts[:, None] * pts, 0) / jnp.maximum(jnp.sum(wts), jnp.finfo(pts.dtype).tiny)
         # Whitened, centred coordinates; squared distances via |a|^2 + |b|^2 - 2 a.b (an (n, m) matrix).
-        a = jax.scipy.linalg.solve_triangular(chol, (x - centre).T, lower=True).T  # (n, d)
-        b = jax.scipy.linalg.solve_triangular(chol, (pts - centre).T, lower=True).T  # (m, d)
+        a = (x - centre) @ inv.T  # (n, d)
+        b = (pts - centre) @ inv.T  # (m, d)
         d2 = jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :] - 2.0 * a @ b.T
         d2 = jnp.maximum(d2, 0.0)
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))

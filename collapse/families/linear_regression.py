@@ -11,7 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from collapse import rand
+from collapse import linalg, rand
 from collapse.families.base import Family
 
 
@@ -26,7 +26,7 @@ def label_stats(key, gram, w, noise_var, n: int) -> dict:
     dt = gram.dtype
     k1, k2 = jax.random.split(key)
     z = jax.random.normal(k1, (d,), dt)
-    xte = jnp.sqrt(noise_var) * jnp.linalg.cholesky(gram) @ z
+    xte = jnp.sqrt(noise_var) * linalg.cholesky(gram) @ z
     rest = rand.chi2(k2, n - d, (), dt) if n > d else jnp.zeros((), dt)
     ete = noise_var * (z @ z + rest)
     gw = gram @ w
@@ -50,7 +50,7 @@ def linear_regression(dim: int, ridge: float = 0.0, label_noise: str = "fitted",
 
     def fit_stats(key, s, prev):
         a = s["xtx"] + ridge * jnp.eye(dim, dtype=s["xtx"].dtype)
-        w = jnp.linalg.solve(a, s["xty"])
+        w = linalg.cho_solve(linalg.cholesky(a), s["xty"])
         rss = s["yty"] - 2.0 * w @ s["xty"] + w @ s["xtx"] @ w
         return {"w": w, "noise_var": jnp.maximum(rss, 0.0) / (s["n"] - dim)}
 

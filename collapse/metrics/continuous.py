@@ -8,12 +8,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from collapse import linalg
+
 
 def mixture_moments(weights, means, covs):
-    """Exact mean and covariance of sum_k w_k N(m_k, C_k)."""
+    """Exact mean and covariance of sum_k w_k N(m_k, C_k): mu = sum_k w_k m_k,
+    S = sum_k w_k (C_k + (m_k - mu)(m_k - mu)^T) (centred form: no cancellation in float32)."""
     mu = weights @ means
-    second = jnp.einsum("k,kij->ij", weights, covs) + jnp.einsum("k,ki,kj->ij", weights, means, means)
-    return mu, second - jnp.outer(mu, mu)
+    dev = means - mu
+    return mu, jnp.einsum("k,kij->ij", weights, covs) + jnp.einsum("k,ki,kj->ij", weights, dev, dev)
 
 
 def mean_err(mu, mu0):
@@ -28,29 +31,25 @@ def var_ratio(cov, cov0):
 
 def logdet_ratio(cov, cov0):
     """log det S - log det S0 (nats)."""
-    return jnp.linalg.slogdet(cov)[1] - jnp.linalg.slogdet(cov0)[1]
-
-
-def _psd_sqrt(a):
-    lam, v = jnp.linalg.eigh(0.5 * (a + a.T))
-    return (v * jnp.sqrt(jnp.clip(lam, 0.0))) @ v.T
+    return linalg.spd_logdet(cov) - linalg.spd_logdet(cov0)
 
 
 def frechet(mu, cov, mu0, cov0):
     """Squared Frechet distance ||mu - mu0||^2 + tr(S + S0 - 2 (S^1/2 S0 S^1/2)^1/2)
     (= squared 2-Wasserstein distance between Gaussians)."""
-    root = _psd_sqrt(cov)
-    cross = jnp.linalg.eigvalsh(0.5 * ((root @ cov0 @ root) + (root @ cov0 @ root).T))
+    # tr (S^1/2 S0 S^1/2)^1/2 = sum of singular values of B = L0^T L (S = L L^T, S0 = L0 L0^T)
+    b = linalg.cholesky(cov0).T @ linalg.cholesky(cov)
+    cross = linalg.eigvalsh(b.T @ b)
     return mean_err(mu, mu0) + jnp.trace(cov) + jnp.trace(cov0) - 2.0 * jnp.sum(jnp.sqrt(jnp.clip(cross, 0.0)))
 
 
 def gaussian_kl(mu0, cov0, mu, cov):
     """KL(N(mu0, S0) || N(mu, S)) = 0.5 [tr(S^-1 S0) + (mu - mu0)^T S^-1 (mu - mu0) - d + ln det S - ln det S0]."""
     d = mu.shape[0]
-    chol = jnp.linalg.cholesky(cov)
-    a = jax.scipy.linalg.cho_solve((chol, True), cov0)
+    inv = linalg.inv_lower(linalg.cholesky(cov))
+    a = inv.T @ inv @ cov0
     diff = mu - mu0
-    maha = diff @ jax.scipy.linalg.cho_solve((chol, True), diff)
+    maha = jnp.sum((inv @ diff) ** 2)
     return 0.5 * (jnp.trace(a) + maha - d + logdet_ratio(cov, cov0))
 
 
@@ -74,12 +73,12 @@ def elliptical_tail_prob(weights, means, covs, center, shape, r2, directions):
     the directions {+1, -1} make it exact.
     """
     d = center.shape[0]
-    la = jnp.linalg.cholesky(shape)
+    la_inv = linalg.inv_lower(linalg.cholesky(shape))
 
     def one_component(m, c):
-        lc = jnp.linalg.cholesky(c)
-        a = jax.scipy.linalg.solve_triangular(la, m - center, lower=True)
-        b = jax.scipy.linalg.solve_triangular(la, lc @ directions.T, lower=True).T  # (m, d)
+        lc = linalg.cholesky(c)
+        a = la_inv @ (m - center)
+        b = directions @ (la_inv @ lc).T  # (m, d)
         bb = jnp.sum(b * b, -1)
         ab = b @ a
         aa = a @ a

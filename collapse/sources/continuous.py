@@ -14,14 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as sps
 
-from collapse import rand
+from collapse import linalg, rand
 from collapse.sources.base import Source
 
 
 def _gaussian_logpdf(x, mean, chol):
     """log N(x; mean, L L^T) for rows of x, nats."""
     d = mean.shape[-1]
-    z = jax.scipy.linalg.solve_triangular(chol, (x - mean).T, lower=True).T
+    z = (x - mean) @ linalg.inv_lower(chol).T
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
     return -0.5 * jnp.sum(z * z, axis=-1) - 0.5 * logdet - 0.5 * d * math.log(2 * math.pi)
 
