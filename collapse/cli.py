@@ -34,7 +34,8 @@ def headline(res) -> list[str]:
         g0 = first[k].mean()
         ci = f" [{m['lo']:.4g}, {m['hi']:.4g}]" if m["lo"] is not None else ""
         th = f"  (theory {s['theory'][k]:.4g})" if k in s.get("theory", {}) else ""
-        lines.append(f"  {k:>10}: generation 0 {g0:.4g} -> generation {s['generation']} {m['mean']:.4g}{ci}{th}")
+        lines.append(f"  {k:>10}: generation 0 {g0:.4g} -> generation {s['generation']} mean {m['mean']:.4g}{ci}, "
+                     f"median {m['median']:.4g}{th}")
     return lines
 
 

@@ -221,14 +221,16 @@ class EngineResult:
     run_s: float
 
 
-def _progress(label: str, done: int, total: int, started: float) -> None:
+def _progress(label: str, done: int, prev: int, total: int, started: float) -> None:
     """One updating stderr line: generations done, rate and ETA of the current replicate group."""
     elapsed = time.perf_counter() - started
     rate = done / elapsed if elapsed > 0 else float("inf")
     eta = (total - done) / rate if rate > 0 else float("nan")
-    end = "\n" if done == total else ""
-    print(f"\r  {label}generation {done}/{total}  {rate:,.1f} gen/s  ETA {eta:6.1f} s ", end=end, file=sys.stderr,
-          flush=True)
+    line = f"  {label}generation {done}/{total}  {rate:,.1f} gen/s  ETA {eta:6.1f} s "
+    if sys.stderr.isatty():
+        print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)
+    elif (4 * done) // total > (4 * prev) // total:  # logs (not a terminal): a line about every 25%
+        print(line, file=sys.stderr, flush=True)
 
 
 def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, seed: int, replicates: int,
@@ -278,7 +280,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
             out = {k: np.asarray(v) for k, v in out.items()}
             rows.append(out)
             if not quiet:
-                _progress(label, min(start + chunk, g_total), g_total, t0)
+                _progress(label, min(start + chunk, g_total), start, g_total, t0)
         jax.block_until_ready(state)
         run_s += time.perf_counter() - t0
         # (replicates, generations) per metric, trimmed of padded generations, then thinned

@@ -24,17 +24,18 @@ META_COLUMNS = ("replicate", "generation")
 
 
 def t_interval(values: np.ndarray, level: float = 0.95) -> dict:
-    """Mean and Student-t interval mean +- t_{(1+level)/2, n-1} * sd / sqrt(n) over the finite values."""
+    """Mean, Student-t interval mean +- t_{(1+level)/2, n-1} * sd / sqrt(n), and median of the finite values."""
     v = np.asarray(values, dtype=np.float64)
     finite = v[np.isfinite(v)]
     n = int(finite.size)
     if n == 0:
-        return {"mean": None, "lo": None, "hi": None, "n_finite": 0}
+        return {"mean": None, "lo": None, "hi": None, "n_finite": 0, "median": None}
     mean = float(finite.mean())
+    median = float(np.median(finite))
     if n == 1:
-        return {"mean": mean, "lo": None, "hi": None, "n_finite": 1}
+        return {"mean": mean, "lo": None, "hi": None, "n_finite": 1, "median": median}
     half = float(sps.t.ppf(0.5 + level / 2, n - 1) * finite.std(ddof=1) / math.sqrt(n))
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n_finite": n}
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n_finite": n, "median": median}
 
 
 def versions() -> dict:
