@@ -32,13 +32,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from _common import start
 
 
 def parse():
@@ -133,31 +133,9 @@ def main():
     a = parse()
     R, G, M, n = a.replicates, a.generations, a.samples, a.repeats
 
-    # collapse keeps compiled programs in a persistent cache ($COLLAPSE_CACHE_DIR). Point it at a fresh,
-    # empty folder so the first run of each config measures a cold compile and later repeats a cache hit.
-    cache = tempfile.mkdtemp(prefix="collapse-bench-cache-")
-    os.environ["COLLAPSE_CACHE_DIR"] = cache
-    if a.pin is not None:
-        os.sched_setaffinity(0, {a.pin})
-    import jax
-    import collapse
-
-    print("=" * 88)
-    print(f"bench_gaussian: 1-D Gaussian, fully synthetic, MLE refit  R={R} replicates x G={G} generations "
-          f"x M={M} samples{'  (--quick)' if a.quick else ''}")
-    print(f"machine: os.cpu_count()={os.cpu_count()}  processor={platform.processor() or platform.machine()!r}  "
-          f"python {platform.python_version()}  numpy {np.__version__}  jax {jax.__version__}  "
-          f"jax.devices()={jax.devices()}")
-    print(f"CPU affinity: {sorted(os.sched_getaffinity(0))}"
-          f"{'  (pinned with --pin: collapse/XLA and NumPy on one core)' if a.pin is not None else ''}"
-          f"  load average: {', '.join('%.2f' % x for x in os.getloadavg())}")
-    threads = {k: os.environ.get(k, "<unset>") for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                         "MKL_NUM_THREADS", "XLA_FLAGS")}
-    xla_note = "XLA is pinned to the same single core (--pin)." if a.pin is not None else "XLA may use all cores."
-    print(f"env (left as is): {threads}")
-    print("note: the NumPy baselines are single-threaded (Generator draws, ufuncs and reductions run on one "
-          "core; no BLAS call is involved); " + xla_note + " Shared machine: timings are noisy, "
-          f"best of {n}.")
+    jax, collapse = start(a.pin, f"bench_gaussian: 1-D Gaussian, fully synthetic, MLE refit  R={R} replicates x G={G} generations "
+          f"x M={M} samples{'  (--quick)' if a.quick else ''}",
+                          "the NumPy baselines are single-threaded (Generator draws, ufuncs and reductions run on one core; no BLAS call is involved);", n)
     print("-" * 88)
 
     common = (f"generations={G}", f"replicates={R}", f"loop.samples={M}", "metrics.sample_based=false",
@@ -266,7 +244,7 @@ def main():
     tot = (c_["run"]) / (a_["run"] + a_["compile"])
     print(f"(c) / (a run + a cold compile), one cold run            : {tot:8.2f}x")
     print("=" * 88)
-    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(os.environ["COLLAPSE_CACHE_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

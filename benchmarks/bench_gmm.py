@@ -34,13 +34,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from _common import start
 
 LOG2PI = math.log(2 * math.pi)
 
@@ -232,29 +232,9 @@ def main():
     a = parse()
     R, G, N, K, S, n = a.replicates, a.generations, a.samples, a.components, a.em_steps, a.repeats
 
-    cache = tempfile.mkdtemp(prefix="collapse-bench-cache-")  # cold first compile, cache hits after
-    os.environ["COLLAPSE_CACHE_DIR"] = cache
-    if a.pin is not None:
-        os.sched_setaffinity(0, {a.pin})
-    import jax
-    import collapse
-
-    print("=" * 88)
-    print(f"bench_gmm: GMM-EM loop, d=2, K={K} components, N={N} samples, {S} EM steps, G={G} generations, "
-          f"R={R} replicates{'  (--quick)' if a.quick else ''}")
-    print(f"machine: os.cpu_count()={os.cpu_count()}  processor={platform.processor() or platform.machine()!r}  "
-          f"python {platform.python_version()}  numpy {np.__version__}  jax {jax.__version__}  "
-          f"jax.devices()={jax.devices()}")
-    print(f"CPU affinity: {sorted(os.sched_getaffinity(0))}"
-          f"{'  (pinned with --pin: collapse/XLA and NumPy on one core)' if a.pin is not None else ''}"
-          f"  load average: {', '.join('%.2f' % x for x in os.getloadavg())}")
-    env = {k: os.environ.get(k, "<unset>") for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                                     "XLA_FLAGS")}
-    xla_note = "XLA is pinned to the same single core (--pin)." if a.pin is not None else "XLA may use all cores."
-    print(f"env (left as is): {env}")
-    print("note: NumPy is single-threaded here (ufuncs, reductions, Generator draws); the two small batched "
-          "matmuls per EM step go to BLAS with its default threading. " + xla_note + " Shared machine: "
-          f"timings are noisy, best of {n}.")
+    jax, collapse = start(a.pin, f"bench_gmm: GMM-EM loop, d=2, K={K} components, N={N} samples, {S} EM steps, G={G} generations, "
+          f"R={R} replicates{'  (--quick)' if a.quick else ''}",
+                          "NumPy is single-threaded here (ufuncs, reductions, Generator draws); the two small batched matmuls per EM step go to BLAS with its default threading.", n)
     print("-" * 88)
 
     overrides = ("source=gmm", "model=gmm", "source.dim=2", f"source.components={K}", f"model.components={K}",
@@ -319,7 +299,7 @@ def main():
     print(f"ratio numpy EM ({best}) / collapse run       : {ratio:8.2f}x")
     print(f"ratio numpy EM ({best}) / collapse cold total: {cand[best]['run'] / (c_run + compiles[0]):8.2f}x")
     print("=" * 88)
-    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(os.environ["COLLAPSE_CACHE_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """The command line as a user types it: a finished run directory, and one-line errors for bad input."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +90,15 @@ def test_unwritable_run_dir_fails_without_summary(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OSError):
         collapse.simulate(*SMALL, run_dir=blocker / "run")
+
+
+def test_hydra_multirun_writes_one_finished_run_per_job(tmp_path):
+    p = run_cli(["-m", "loop.real_fraction=0,0.5", "generations=3", "replicates=4", "metrics.sample_based=false"],
+                tmp_path)
+    assert p.returncode == 0, p.stderr
+    (sweep,) = (tmp_path / "runs" / "default" / "multirun").iterdir()
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
+    assert [j.name for j in jobs] == ["0", "1"]
+    fractions = [load_run(j).attrs["config"]["loop"]["real_fraction"] for j in jobs]
+    assert fractions == [0.0, 0.5]
+    assert "loop.real_fraction=0.5" in (jobs[1] / ".hydra" / "overrides.yaml").read_text()

@@ -3,7 +3,7 @@ on both engine paths (points, and exactly drawn sufficient statistics). Seeds ar
 import numpy as np
 import pytest
 
-from conftest import assert_matches_theory, by_generation, sim
+from conftest import assert_matches_theory, sim
 
 PATHS = ["samples", "stats"]
 

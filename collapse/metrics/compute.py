@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import jax
 import jax.numpy as jnp
 
 from collapse.metrics import continuous as cm

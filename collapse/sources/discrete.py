@@ -1,7 +1,6 @@
 """Discrete ground truth: Zipf over K categories, p0_k proportional to k^-exponent, k = 1..K."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
