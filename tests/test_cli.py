@@ -57,6 +57,8 @@ def test_python_dash_m_and_experiment_preset(tmp_path):
     (["engine.path=stats", "loop.synthetic=accumulate_subsample"], "engine.path"),
     (["metrics.tail_level=1"], "metrics.tail_level"),
     (["nosuchkey=3"], "overrides"),
+    (["model=kde", "loop.synthetic=accumulate", "generations=100000", "replicates=1000"], "engine.max_pool_gib"),
+    (["report", "runs"], "report"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_run_written(tmp_path, args, key):
     p = run_cli(args, tmp_path)
