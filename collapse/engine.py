@@ -113,8 +113,8 @@ class Chain:
         return self.source.sample(key, truth, n)
 
     def _synthetic(self, key, truth, params, n):
-        k_cov, k_syn = jax.random.split(key)
         src, fam, scale = self.source, self.family, self.spec.scale
+        k_cov, k_syn = jax.random.split(key) if src.kind == "supervised" else (None, key)
         if self.spec.path == "stats":
             cov_stats = src.covariate_stats(k_cov, truth, n) if src.kind == "supervised" else None
             return fam.sample_stats(k_syn, params, n, scale, cov_stats)
@@ -134,11 +134,11 @@ class Chain:
         spec, m = self.spec, self.metrics
         keep = (g % spec.every == 0) | (g == spec.generations - 1)
         args = (params, state["truth"], state.get("heldout"))
-        k_param, k_sample = jax.random.split(key)
-        out = _maybe(keep, lambda: m.param_fn(k_param, *args))
+        # keys derived inside the branches, so skipped generations pay no hashing
+        out = _maybe(keep, lambda: m.param_fn(jax.random.fold_in(key, 0), *args))
         if self.with_samples:
             want = keep & ((g % spec.sample_every == 0) | (g == spec.generations - 1))
-            out = {**out, **_maybe(want, lambda: m.sample_fn(k_sample, *args))}
+            out = {**out, **_maybe(want, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args))}
         return out
 
     # ----- generation 0 -----------------------------------------------------------------------------
@@ -181,7 +181,7 @@ class Chain:
     # ----- generations >= 1 -------------------------------------------------------------------------
     def step(self, state, g):
         spec, fam = self.spec, self.family
-        k_real, k_syn, k_fit, k_sub, k_metric = jax.random.split(jax.random.fold_in(state["k_gen"], g), 5)
+        k_real, k_syn, k_fit, k_sub, k_metric = self._gen_keys(state["k_gen"], g)
         truth, params = state["truth"], state["params"]
         parts = []
         if spec.n_real > 0:
@@ -209,6 +209,14 @@ class Chain:
                 params = fam.fit(k_fit, _take(pool, idx), jnp.ones(m, bool), params)
         new["params"] = params
         return new, self._metrics(k_metric, g, params, new)
+
+    @staticmethod
+    def _gen_keys(k_gen, g):
+        """Keys of generation g for its uses (real, synthetic, fit, subsample, metrics):
+        fold_in(fold_in(k_gen, g), i). Separate fold_ins (not one split) let XLA drop the hashing of keys a
+        config never uses."""
+        kg = jax.random.fold_in(k_gen, g)
+        return tuple(jax.random.fold_in(kg, i) for i in range(5))
 
     def advance(self, state, gens):
         return jax.lax.scan(self.step, state, gens)
