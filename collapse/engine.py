@@ -284,15 +284,16 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         rows = [{k: np.asarray(v)[:, None] for k, v in row0.items()}]
         for c in range(n_chunks):
             start = 1 + c * chunk
-            state, out = advance(state, np.arange(start, start + chunk, dtype=np.int32))
-            out = {k: np.asarray(v) for k, v in out.items()}
-            rows.append(out)
+            gens = np.arange(start, start + chunk, dtype=np.int32)
+            state, out = advance(state, gens)
+            keep = (gens < g_total) & ((gens % spec.every == 0) | (gens == g_total - 1))  # thin on arrival
+            rows.append({k: np.asarray(v)[:, keep] for k, v in out.items()})
             if not quiet:
                 _progress(label, min(start + chunk, g_total), start, g_total, t0)
         jax.block_until_ready(state)
         run_s += time.perf_counter() - t0
-        # (replicates, generations) per metric, trimmed of padded generations, then thinned
-        full = {k: np.concatenate([r[k] for r in rows], axis=1)[:, :g_total][:, kept] for k in rows[0]}
+        # (replicates, kept generations) per metric
+        full = {k: np.concatenate([r[k] for r in rows], axis=1) for k in rows[0]}
         n = len(ids)
         cols = {"replicate": np.repeat(ids, len(kept)), "generation": np.tile(kept, n)}
         cols.update({k: v.reshape(-1).astype(np.float64) for k, v in full.items()})
