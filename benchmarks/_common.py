@@ -1,6 +1,7 @@
 """Shared start-up of the benchmark scripts: a cold compilation cache, optional pinning, the machine line."""
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import tempfile
@@ -31,3 +32,25 @@ def start(pin: int | None, title: str, numpy_note: str, repeats: int):
     print(f"env (left as is): {env}")
     print(f"note: {numpy_note} {xla_note} Shared machine: timings are noisy, best of {repeats}.")
     return jax, collapse
+
+
+def parser(doc: str, replicates: int, generations: int, samples: int) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes (sizes, repeats, --quick, seed, --pin); scripts add their own."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--replicates", type=int, default=replicates)
+    p.add_argument("--generations", type=int, default=generations)
+    p.add_argument("--samples", type=int, default=samples)
+    p.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
+    p.add_argument("--quick", action="store_true", help="10x smaller run: generations / 10")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pin", type=int, default=None, metavar="CPU",
+                   help="pin the whole process (XLA's threads included) to this one CPU before JAX starts: a "
+                        "single-core comparison")
+    return p
+
+
+def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
+    a = p.parse_args()
+    if a.quick:
+        a.generations = max(2, a.generations // 10)
+    return a

@@ -29,7 +29,6 @@ Usage: python benchmarks/bench_gaussian.py [--replicates R] [--generations G] [-
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shutil
@@ -38,24 +37,12 @@ import time
 
 import numpy as np
 
-from _common import start
+from _common import parse as parse_args, parser, start
 
 
 def parse():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--replicates", type=int, default=1000)
-    p.add_argument("--generations", type=int, default=1000)
-    p.add_argument("--samples", type=int, default=100)
-    p.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
-    p.add_argument("--quick", action="store_true", help="10x smaller run: generations / 10")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pin", type=int, default=None, metavar="CPU",
-                   help="pin the whole process (XLA's threads included) to this one CPU before JAX starts: a "
-                        "single-core comparison, and a guard against XLA's thread pool stalling on a busy machine")
-    a = p.parse_args()
-    if a.quick:
-        a.generations = max(2, a.generations // 10)
-    return a
+    p = parser(__doc__, replicates=1000, generations=1000, samples=100)
+    return parse_args(p)
 
 
 # ------------------------------------------------------------------------------------------ NumPy

@@ -31,7 +31,6 @@ Usage: python benchmarks/bench_gmm.py [--replicates R] [--generations G] [--samp
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shutil
@@ -40,29 +39,17 @@ import time
 
 import numpy as np
 
-from _common import start
+from _common import parse as parse_args, parser, start
 
 LOG2PI = math.log(2 * math.pi)
 
 
 def parse():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--replicates", type=int, default=100)
-    p.add_argument("--generations", type=int, default=100)
-    p.add_argument("--samples", type=int, default=1000)
+    p = parser(__doc__, replicates=100, generations=100, samples=1000)
     p.add_argument("--em-steps", type=int, default=20)
     p.add_argument("--components", type=int, default=5)
     p.add_argument("--separation", type=float, default=4.0)
-    p.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
-    p.add_argument("--quick", action="store_true", help="10x smaller run: generations / 10")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pin", type=int, default=None, metavar="CPU",
-                   help="pin the whole process (XLA's threads included) to this one CPU before JAX starts: a "
-                        "single-core comparison, and a guard against XLA's thread pool stalling on a busy machine")
-    a = p.parse_args()
-    if a.quick:
-        a.generations = max(2, a.generations // 10)
-    return a
+    return parse_args(p)
 
 
 # ------------------------------------------------------------------------------------------ NumPy EM

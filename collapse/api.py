@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from collapse import config as C
 from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
-from collapse.metrics.compute import build_metrics
+from collapse.metrics.compute import SAMPLE_BASED, build_metrics
 from collapse.runs import t_interval, versions, write_run
 
 
@@ -93,7 +93,7 @@ def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: flo
         nan = int(np.sum(np.isnan(vals)))
         if bad:
             events.append({"event": "infinite_metric", "metric": c, "replicates": bad, "generation": last})
-        if nan and nan < len(vals) and c not in ("precision", "recall", "density", "coverage", "vendi", "tail_index"):
+        if nan and nan < len(vals) and c not in SAMPLE_BASED:
             events.append({"event": "diverged", "metric": c, "replicates": nan, "generation": last})
     return {
         "status": "finished",
