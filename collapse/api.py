@@ -33,10 +33,17 @@ def precision_context(cfg) -> contextlib.AbstractContextManager:
     return jax.enable_x64(True) if cfg.precision == "float64" else contextlib.nullcontext()
 
 
+def batch_units(cfg, source) -> tuple[int, int]:
+    """(units per batch, real units per batch): points, or segments of ``source.segment`` tokens for text."""
+    if source.kind == "text":
+        return C.text_units(cfg)
+    return cfg.loop.samples, n_real_points(cfg.loop.real_fraction, cfg.loop.samples)
+
+
 def resolve_path(cfg, source, family) -> str:
     """``engine.path``: ``auto`` takes the exact statistic path whenever it applies, else ``samples``."""
-    n_real = n_real_points(cfg.loop.real_fraction, cfg.loop.samples)
-    blockers = stats_path_blockers(source, family, cfg.loop.synthetic, n_real, cfg.loop.samples)
+    samples, n_real = batch_units(cfg, source)
+    blockers = stats_path_blockers(source, family, cfg.loop.synthetic, n_real, samples)
     if cfg.engine.path == "stats" and blockers:
         raise C.ConfigError("engine.path", "stats", "not available here (" + "; ".join(blockers) + "); use auto or samples")
     if cfg.engine.path == "auto":
@@ -48,8 +55,11 @@ def check_pool(cfg, spec: LoopSpec, family, source) -> None:
     """Refuse an accumulate pool larger than ``engine.max_pool_gib`` (all replicates together)."""
     if not uses_pool(spec, family):
         return
-    row_bytes = (source.dim + (1 if source.kind == "supervised" else 0)) * (8 if cfg.precision == "float64" else 4)
-    gib = cfg.replicates * cfg.generations * cfg.loop.samples * row_bytes / 2**30
+    if source.kind == "text":
+        row_bytes = 4 * source.segment
+    else:
+        row_bytes = (source.dim + (1 if source.kind == "supervised" else 0)) * (8 if cfg.precision == "float64" else 4)
+    gib = cfg.replicates * cfg.generations * spec.samples * row_bytes / 2**30
     if gib > cfg.engine.max_pool_gib:
         raise C.ConfigError("replicates", cfg.replicates,
                             f"the accumulate pool would take {gib:.1f} GiB (replicates x generations x loop.samples "
@@ -62,9 +72,9 @@ def prepare(cfg):
     source = C.build_source(cfg)
     family = C.build_family(cfg, source)
     path = resolve_path(cfg, source, family)
+    samples, n_real = batch_units(cfg, source)
     spec = LoopSpec(
-        generations=cfg.generations, samples=cfg.loop.samples,
-        n_real=n_real_points(cfg.loop.real_fraction, cfg.loop.samples), synthetic=cfg.loop.synthetic,
+        generations=cfg.generations, samples=samples, n_real=n_real, synthetic=cfg.loop.synthetic,
         real=cfg.loop.real, scale=float(cfg.sampling.scale), path=path, every=cfg.metrics.every,
         sample_every=cfg.metrics.sample_every,
         heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=C.dtype_of(cfg))

@@ -15,13 +15,15 @@ CONF_DIR = Path(__file__).parent / "conf"
 GROUPS = ("source", "model", "experiment")
 
 SOURCE_KINDS = {"gaussian": "continuous", "gmm": "continuous", "student_t": "continuous", "zipf": "discrete",
-                "linear": "supervised"}
+                "linear": "supervised", "text": "text", "markov": "text"}
 FAMILY_SOURCES = {
     "gaussian": ("gaussian", "gmm", "student_t"),
     "gmm": ("gaussian", "gmm", "student_t"),
     "kde": ("gaussian", "gmm", "student_t"),
     "categorical": ("zipf",),
     "linear_regression": ("linear",),
+    "ngram": ("text", "markov"),
+    "transformer": ("text", "markov"),
 }
 
 
@@ -133,14 +135,22 @@ def validate(cfg: DictConfig) -> DictConfig:
     _choice(cfg, "loop.real", ("fresh", "fixed"))
     frac = _num(cfg, "loop.real_fraction", 0.0, 1.0)
     samples = _int(cfg, "loop.samples")
-    n_real = n_real_points(frac, samples)
-    if 0 < frac < 1 and n_real in (0, samples):
-        raise ConfigError("loop.real_fraction", frac,
-                          f"rounds to {n_real} real points of loop.samples={samples}; use 0, 1, or a fraction "
-                          f"giving between 1 and {samples - 1} real points")
-    _num(cfg, "sampling.scale", 0.0, lo_open=True, allowed="must be a number > 0")
-
     src = _choice(cfg, "source.name", tuple(SOURCE_KINDS))
+    units, what = samples, "points"
+    if SOURCE_KINDS[src] == "text":
+        seg = _int(cfg, "source.segment", lo=2)
+        if samples < seg:
+            raise ConfigError("loop.samples", samples, f"counts tokens and must be >= source.segment={seg} (one segment)")
+        units, what = samples // seg, f"segments of {seg} tokens"
+    n_real = n_real_points(frac, units)
+    if 0 < frac < 1 and n_real in (0, units):
+        raise ConfigError("loop.real_fraction", frac,
+                          f"rounds to {n_real} real {what} of {units} per batch; use 0, 1, or a fraction "
+                          f"giving between 1 and {units - 1} real {what}")
+    _num(cfg, "sampling.scale", 0.0, lo_open=True, allowed="must be a number > 0")
+    if SOURCE_KINDS[src] == "text":
+        _validate_decoding(cfg)
+
     fam = _choice(cfg, "model.name", tuple(FAMILY_SOURCES))
     if src not in FAMILY_SOURCES[fam]:
         raise ConfigError("model", fam, f"cannot fit source={src}; model={fam} fits source in "
@@ -157,6 +167,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _num(cfg, "metrics.tail_level", 0.0, 1.0, lo_open=True, hi_open=True)
     _int(cfg, "metrics.tail_directions", lo=2)
     _int(cfg, "metrics.tail_samples", lo=100)
+    _int(cfg, "metrics.repetition_n")
     ev = cfg.metrics.eval_samples
     _int(cfg, "metrics.knn_k", allowed=f"must be an integer in [1, metrics.eval_samples - 1 = {ev - 1}]")
     _int(cfg, "metrics.dc_k", allowed=f"must be an integer in [1, metrics.eval_samples - 1 = {ev - 1}]")
@@ -170,7 +181,53 @@ def validate(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+def text_units(cfg) -> tuple[int, int]:
+    """(segments per batch, real segments per batch) of a text source: floor(loop.samples / segment), and
+    n_real = floor(real_fraction * segments + 0.5)."""
+    from collapse.engine import n_real_points
+
+    units = cfg.loop.samples // cfg.source.segment
+    return units, n_real_points(cfg.loop.real_fraction, units)
+
+
+def _validate_decoding(cfg) -> None:
+    if _get(cfg, "sampling.scale") != 1:
+        raise ConfigError("sampling.scale", _get(cfg, "sampling.scale"), "must be 1 for text sources; use "
+                          "sampling.temperature / top_k / top_p / repetition_penalty instead")
+    _num(cfg, "sampling.temperature", 0.0, allowed="must be a number >= 0 (0 = greedy)")
+    _int(cfg, "sampling.top_k", lo=0, allowed="must be an integer >= 0 (0 = off)")
+    _num(cfg, "sampling.top_p", 0.0, 1.0, lo_open=True, allowed="must be a number in (0, 1] (1 = off)")
+    _num(cfg, "sampling.repetition_penalty", 1.0, allowed="must be a number >= 1 (1 = off)")
+    if _choice(cfg, "sampling.prompt", ("none", "real_prefix")) == "real_prefix":
+        seg = cfg.source.segment
+        _int(cfg, "sampling.prompt_length", allowed=f"must be an integer in [1, source.segment - 1 = {seg - 1}]")
+        if cfg.sampling.prompt_length >= seg:
+            raise ConfigError("sampling.prompt_length", cfg.sampling.prompt_length,
+                              f"must be an integer in [1, source.segment - 1 = {seg - 1}]")
+
+
+def prompt_length(cfg) -> int:
+    """Prompt tokens per synthetic text segment (0 without a prompt)."""
+    return int(cfg.sampling.prompt_length) if cfg.sampling.get("prompt", "none") == "real_prefix" else 0
+
+
 def _validate_source(cfg, src: str, samples: int) -> None:
+    if src == "text":
+        corpus = _get(cfg, "source.corpus")
+        if not isinstance(corpus, str) or not corpus:
+            raise ConfigError("source.corpus", corpus, "must be kjv, stdlib or the path of a UTF-8 text file")
+        _choice(cfg, "source.level", ("char", "word"))
+        _int(cfg, "source.vocab_size", lo=2)
+        _num(cfg, "source.heldout_share", 0.0, 1.0, lo_open=True, hi_open=True)
+    elif src == "markov":
+        _int(cfg, "source.vocab", lo=2)
+        order = _int(cfg, "source.order")
+        _num(cfg, "source.exponent", 0.0, allowed="must be a number >= 0")
+        if cfg.source.segment <= order:
+            raise ConfigError("source.segment", cfg.source.segment, f"must be > source.order={order}")
+        if cfg.source.vocab ** order > 2**22:
+            raise ConfigError("source.order", order, f"source.vocab^order = {cfg.source.vocab ** order} contexts; "
+                              "keep it <= 2^22")
     if src in ("gaussian", "gmm", "student_t", "linear"):
         _int(cfg, "source.dim")
     if src == "gaussian":
@@ -217,6 +274,33 @@ def _validate_model(cfg, fam: str, src: str, samples: int, synthetic: str) -> No
     elif fam == "linear_regression":
         _num(cfg, "model.ridge", 0.0, allowed="must be a number >= 0")
         _choice(cfg, "model.label_noise", ("fitted", "source"))
+    elif fam == "ngram":
+        order = _int(cfg, "model.order")
+        if _choice(cfg, "model.smoothing", ("none", "add_k", "interpolated")) == "add_k":
+            _num(cfg, "model.k", 0.0, lo_open=True, allowed="must be a number > 0 (smoothing=none is k = 0)")
+        _num(cfg, "model.lam", 0.0, 1.0, lo_open=True)
+        p = prompt_length(cfg)
+        if 0 < p < order - 1:
+            raise ConfigError("sampling.prompt_length", p, f"must be >= model.order - 1 = {order - 1} for an n-gram")
+        if order >= cfg.source.segment:
+            raise ConfigError("model.order", order, f"must be < source.segment={cfg.source.segment}")
+    elif fam == "transformer":
+        _int(cfg, "model.layers")
+        heads = _int(cfg, "model.heads")
+        d = _int(cfg, "model.d_model")
+        if d % heads:
+            raise ConfigError("model.d_model", d, f"must be a multiple of model.heads={heads}")
+        seg = cfg.source.segment
+        _int(cfg, "model.context", lo=seg, allowed=f"must be an integer >= source.segment={seg} (the sequence length)")
+        _int(cfg, "model.steps")
+        _int(cfg, "model.batch")
+        _num(cfg, "model.lr", 0.0, lo_open=True, allowed="must be a number > 0")
+        _int(cfg, "model.warmup", lo=0)
+        _num(cfg, "model.weight_decay", 0.0, allowed="must be a number >= 0")
+        _choice(cfg, "model.init", ("scratch", "warm_start", "gen0"))
+        if cfg.model.context > samples:
+            raise ConfigError("model.context", cfg.model.context, f"is longer than the data: loop.samples={samples} "
+                              "tokens per batch")
 
 
 def dtype_of(cfg) -> Any:
@@ -236,7 +320,52 @@ def build_source(cfg):
         return continuous.gmm(s.dim, s.components, float(s.separation), alpha, dt)
     if s.name == "zipf":
         return discrete.zipf(s.categories, float(s.exponent), dt)
+    if s.name in ("text", "markov"):
+        return _build_text_source(cfg)
     return supervised.linear(s.dim, s.design_size, float(s.noise_var), s.design, dt)
+
+
+def _build_text_source(cfg):
+    from collapse.sources import text as ts
+    from collapse.text.corpus import CorpusError, build_corpus
+
+    s = cfg.source
+    units, n_real = text_units(cfg)
+    if s.name == "markov":
+        ctx = cfg.model.order - 1 if cfg.model.name == "ngram" else -1
+        return ts.markov(s.vocab, s.order, float(s.exponent), s.segment, cfg.seed, ctx, prompt_length(cfg))
+    try:
+        corpus = build_corpus(s.corpus, s.level, s.vocab_size, s.segment, float(s.heldout_share), units, cfg.seed)
+    except CorpusError as exc:
+        raise ConfigError(exc.key, exc.value, exc.allowed) from None
+    need = (cfg.generations - 1) * n_real if cfg.loop.real == "fresh" else 0
+    if need > len(corpus.fresh):
+        raise ConfigError("loop.real_fraction", cfg.loop.real_fraction,
+                          f"fresh real text is exhausted: generations - 1 = {cfg.generations - 1} batches x {n_real} "
+                          f"real segments = {need} segments, but the fresh pool of source.corpus={s.corpus} holds "
+                          f"{len(corpus.fresh)} ({len(corpus.fresh) * s.segment} tokens); lower generations, "
+                          "loop.real_fraction or loop.samples, or use loop.real=fixed")
+    if cfg.model.name == "ngram" and corpus.vocab_size ** cfg.model.order > _ngram_max_table():
+        raise ConfigError("model.order", cfg.model.order, f"a table of V^order = {corpus.vocab_size}^{cfg.model.order} "
+                          f"entries is too large (max {_ngram_max_table()}); lower model.order or source.vocab_size")
+    top_k = cfg.sampling.top_k
+    if top_k > corpus.vocab_size:
+        raise ConfigError("sampling.top_k", top_k, f"must be <= the vocabulary size {corpus.vocab_size} (0 = off)")
+    return ts.text(corpus, int(cfg.metrics.heldout), prompt_length(cfg), dtype_of(cfg))
+
+
+def _ngram_max_table() -> int:
+    from collapse.families.ngram import MAX_TABLE
+    return MAX_TABLE
+
+
+def decoding_of(cfg):
+    """The :class:`~collapse.text.decoding.Decoding` of ``cfg.sampling``."""
+    from collapse.text.decoding import Decoding
+
+    sm = cfg.sampling
+    return Decoding(temperature=float(sm.temperature), top_k=int(sm.top_k), top_p=float(sm.top_p),
+                    repetition_penalty=float(sm.repetition_penalty))
 
 
 def build_family(cfg, source):
@@ -252,6 +381,19 @@ def build_family(cfg, source):
         from collapse.families.kde import kde
         bw = m.bandwidth if isinstance(m.bandwidth, str) else float(m.bandwidth)
         return kde(bandwidth=bw, dim=source.dim, max_points=_kde_points(cfg))
+    if m.name == "ngram":
+        from collapse.families.ngram import ngram
+        if source.dim ** m.order > _ngram_max_table():
+            raise ConfigError("model.order", m.order, f"a table of V^order = {source.dim}^{m.order} entries is too "
+                              f"large (max {_ngram_max_table()}); lower model.order or the vocabulary")
+        return ngram(source.dim, m.order, m.smoothing, float(m.k), float(m.lam), decoding_of(cfg), source.segment,
+                     prompt_length(cfg), dtype_of(cfg))
+    if m.name == "transformer":
+        from collapse.families.transformer import transformer
+        return transformer(source.dim, source.segment, layers=m.layers, d_model=m.d_model, heads=m.heads,
+                           context=m.context, steps=m.steps, batch=m.batch, lr=float(m.lr), warmup=m.warmup,
+                           weight_decay=float(m.weight_decay), init=m.init, decoding=decoding_of(cfg),
+                           prompt=prompt_length(cfg), dtype=dtype_of(cfg))
     if m.name == "categorical":
         from collapse.families.categorical import categorical
         return categorical(source.dim, float(m.smoothing), dtype_of(cfg))

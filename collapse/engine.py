@@ -88,13 +88,18 @@ def _take(tree, idx):
     return tree_map(lambda x: x[idx], tree)
 
 
+def _missing(s):
+    """NaN (floats) or -1 (integers) in the shape of ``s``: a skipped metric."""
+    fill = jnp.nan if jnp.issubdtype(s.dtype, jnp.inexact) else -1
+    return jnp.full(s.shape, fill, s.dtype)
+
+
 def _maybe(pred, fn):
-    """``fn()`` where ``pred`` holds, else the same structure filled with NaN (skipping the work)."""
-    if isinstance(pred, (bool, np.bool_)):  # known at trace time (generation 0)
-        shapes = jax.eval_shape(fn)
-        return fn() if pred else tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+    """``fn()`` where ``pred`` holds, else the same structure filled with NaN / -1 (skipping the work)."""
     shapes = jax.eval_shape(fn)
-    return jax.lax.cond(pred, fn, lambda: tree_map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes))
+    if isinstance(pred, (bool, np.bool_)):  # known at trace time (generation 0)
+        return fn() if pred else tree_map(_missing, shapes)
+    return jax.lax.cond(pred, fn, lambda: tree_map(_missing, shapes))
 
 
 class Chain:
@@ -105,20 +110,23 @@ class Chain:
         self.with_samples = with_samples and bool(metrics.sample_names)
         self.pool = uses_pool(spec, family)
         self.acc_stats = spec.synthetic == "accumulate" and (spec.path == "stats" or family.has_stats)
+        self.keep_gen0 = family.warm_from == "gen0" or metrics.needs_gen0
 
     # ----- data -----------------------------------------------------------------------------------
-    def _real(self, key, truth, n):
+    def _real(self, key, truth, n, g):
+        if self.source.real_batch is not None:  # finite source: read in order, never reused
+            return self.source.real_batch(truth, g, n)
         if self.spec.path == "stats":
             return self.source.sample_stats(key, truth, n)
         return self.source.sample(key, truth, n)
 
     def _synthetic(self, key, truth, params, n):
         src, fam, scale = self.source, self.family, self.spec.scale
-        k_cov, k_syn = jax.random.split(key) if src.kind == "supervised" else (None, key)
+        k_cov, k_syn = jax.random.split(key) if src.covariates is not None else (None, key)
         if self.spec.path == "stats":
             cov_stats = src.covariate_stats(k_cov, truth, n) if src.kind == "supervised" else None
             return fam.sample_stats(k_syn, params, n, scale, cov_stats)
-        covariates = src.covariates(k_cov, truth, n) if src.kind == "supervised" else None
+        covariates = src.covariates(k_cov, truth, n) if src.covariates is not None else None
         return fam.sample(k_syn, params, n, scale, covariates)
 
     def _combine(self, a, b):
@@ -130,26 +138,29 @@ class Chain:
         return self.family.fit(key, batch, jnp.ones(self.spec.samples, bool), prev)
 
     # ----- metrics ----------------------------------------------------------------------------------
-    def _metrics(self, key, g, params, state):
+    def _metrics(self, key, g, params, state, truth):
         spec, m = self.spec, self.metrics
         keep = (g % spec.every == 0) | (g == spec.generations - 1)
-        args = (params, state["truth"], state.get("heldout"))
+        heldout = state["heldout"] if "heldout" in state else truth.get("heldout")
+        args = (params, truth, heldout) + ((state["gen0"],) if m.needs_gen0 else ())
         # keys derived inside the branches, so skipped generations pay no hashing
         out = _maybe(keep, lambda: m.param_fn(jax.random.fold_in(key, 0), *args))
         if self.with_samples:
             want = keep & ((g % spec.sample_every == 0) | (g == spec.generations - 1))
-            out = {**out, **_maybe(want, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args))}
+            out = {**out, **_maybe(want, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args[:3]))}
         return out
 
     # ----- generation 0 -----------------------------------------------------------------------------
-    def first(self, seed, replicate):
-        """Generation 0 of replicate ``replicate``: key ``fold_in(key(seed), replicate)``."""
+    def first(self, seed, replicate, data):
+        """Generation 0 of replicate ``replicate``: key ``fold_in(key(seed), replicate)``. ``data``: the
+        source's shared arrays (unbatched), merged into every truth lookup."""
         spec, src, fam = self.spec, self.source, self.family
         rkey = jax.random.fold_in(jax.random.key(seed), replicate)
         k_truth, k_held, k_gen = jax.random.split(rkey, 3)
-        truth = src.init(k_truth)
-        state: dict = {"k_gen": k_gen, "truth": truth}
-        if src.kind == "continuous":
+        own = src.init(k_truth)
+        truth = {**own, **data}
+        state: dict = {"k_gen": k_gen, "truth": own}
+        if src.kind == "continuous" or (src.kind == "text" and "heldout" not in data):
             state["heldout"] = src.sample(k_held, truth, spec.heldout)
         k_real, k_rest, k_fit, k_metric = jax.random.split(jax.random.fold_in(k_gen, 0), 4)
         prev = None  # generation 0 fits from scratch
@@ -160,7 +171,7 @@ class Chain:
             else:
                 batch = fixed = src.sample_stats(k_real, truth, spec.samples)
         else:
-            batch = src.sample(k_real, truth, spec.samples)
+            batch = self._real(k_real, truth, spec.samples, 0)
             fixed = _take(batch, jax.random.permutation(k_rest, spec.samples)[: spec.n_real])
         if spec.real == "fixed" and spec.n_real > 0:
             state["fixed"] = fixed
@@ -176,18 +187,22 @@ class Chain:
         else:
             params = self._fit_batch(k_fit, batch, prev)
         state["params"] = params
-        return state, self._metrics(k_metric, 0, params, state)
+        if self.keep_gen0:
+            state["gen0"] = params
+        return state, self._metrics(k_metric, 0, params, state, truth)
 
     # ----- generations >= 1 -------------------------------------------------------------------------
-    def step(self, state, g):
+    def step(self, state, g, data):
         spec, fam = self.spec, self.family
         k_real, k_syn, k_fit, k_sub, k_metric = self._gen_keys(state["k_gen"], g)
-        truth, params = state["truth"], state["params"]
+        truth, params = {**state["truth"], **data}, state["params"]
         parts = []
         if spec.n_real > 0:
-            parts.append(state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, spec.n_real))
+            parts.append(state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, spec.n_real, g))
         if spec.n_syn > 0:
             parts.append(self._synthetic(k_syn, truth, params, spec.n_syn))
+        if fam.warm_from == "gen0":
+            params = state["gen0"]  # the model later generations start from
         batch = parts[0] if len(parts) == 1 else self._combine(parts[0], parts[1])
         new = dict(state)
         if spec.synthetic == "replace":
@@ -208,7 +223,7 @@ class Chain:
                 idx = jax.lax.top_k(-u, m)[1]
                 params = fam.fit(k_fit, _take(pool, idx), jnp.ones(m, bool), params)
         new["params"] = params
-        return new, self._metrics(k_metric, g, params, new)
+        return new, self._metrics(k_metric, g, params, new, truth)
 
     @staticmethod
     def _gen_keys(k_gen, g):
@@ -218,8 +233,17 @@ class Chain:
         kg = jax.random.fold_in(k_gen, g)
         return tuple(jax.random.fold_in(kg, i) for i in range(5))
 
-    def advance(self, state, gens):
-        return jax.lax.scan(self.step, state, gens)
+    def advance(self, state, gens, data):
+        return jax.lax.scan(lambda st, g: self.step(st, g, data), state, gens)
+
+
+ARTIFACT_REPLICATES = 2  # replicates whose artifacts (outputs named "_...") come back to the host
+
+
+def _host(name: str, value) -> np.ndarray:
+    """Device output to NumPy; artifacts keep only their first replicates."""
+    v = np.asarray(value[:ARTIFACT_REPLICATES] if name.startswith("_") else value)
+    return v
 
 
 @dataclass
@@ -227,6 +251,8 @@ class EngineResult:
     columns: dict  # name -> np.ndarray of rows
     compile_s: float
     run_s: float
+    generations: np.ndarray = None  # the kept generations
+    artifacts: dict = None  # name -> [(replicate ids, array (replicates, kept generations, ...))]
 
 
 def _progress(label: str, done: int, prev: int, total: int, started: float) -> None:
@@ -262,38 +288,42 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
 
     compile_s = run_s = 0.0
     all_cols: list[dict] = []
+    artifacts: dict = {}
+    data = tree_map(jnp.asarray, dict(source.data or {}))
     for ids, with_samples in groups:
         chain = Chain(source, family, spec, metrics, with_samples)
         reps = np.asarray(ids, np.uint32)
         seed_arr = np.asarray(seed % 2**32, np.uint32)  # seeds are taken modulo 2^32
         t0 = time.perf_counter()
-        first_v = jax.vmap(chain.first, in_axes=(None, 0))
-        first = jax.jit(first_v).lower(seed_arr, reps).compile()
-        state_shape = jax.eval_shape(first_v, seed_arr, reps)[0]
+        first_v = jax.vmap(chain.first, in_axes=(None, 0, None))
+        first = jax.jit(first_v).lower(seed_arr, reps, data).compile()
+        state_shape = jax.eval_shape(first_v, seed_arr, reps, data)[0]
         advance = None
         if steps > 0:
             gens0 = np.arange(1, 1 + chunk, dtype=np.int32)
-            advance = jax.jit(jax.vmap(chain.advance, in_axes=(0, None)), donate_argnums=0).lower(
-                state_shape, gens0).compile()
+            advance = jax.jit(jax.vmap(chain.advance, in_axes=(0, None, None)), donate_argnums=0).lower(
+                state_shape, gens0, data).compile()
         compile_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         label = ""
         if len(groups) > 1:
             label = f"replicates {ids[0]}-{ids[-1]} ({'with' if with_samples else 'without'} sample metrics): "
-        state, row0 = first(seed_arr, reps)
-        rows = [{k: np.asarray(v)[:, None] for k, v in row0.items()}]
+        state, row0 = first(seed_arr, reps, data)
+        rows = [{k: _host(k, v)[:, None] for k, v in row0.items()}]
         for c in range(n_chunks):
             start = 1 + c * chunk
             gens = np.arange(start, start + chunk, dtype=np.int32)
-            state, out = advance(state, gens)
+            state, out = advance(state, gens, data)
             keep = (gens < g_total) & ((gens % spec.every == 0) | (gens == g_total - 1))  # thin on arrival
-            rows.append({k: np.asarray(v)[:, keep] for k, v in out.items()})
+            rows.append({k: _host(k, v)[:, keep] for k, v in out.items()})
             if not quiet:
                 _progress(label, min(start + chunk, g_total), start, g_total, t0)
         jax.block_until_ready(state)
         run_s += time.perf_counter() - t0
         # (replicates, kept generations) per metric
         full = {k: np.concatenate([r[k] for r in rows], axis=1) for k in rows[0]}
+        for k in [k for k in full if k.startswith("_")]:  # artifacts (e.g. sample texts), not metric columns
+            artifacts.setdefault(k, []).append((ids[:ARTIFACT_REPLICATES], full.pop(k)))
         n = len(ids)
         cols = {"replicate": np.repeat(ids, len(kept)), "generation": np.tile(kept, n)}
         cols.update({k: v.reshape(-1).astype(np.float64) for k, v in full.items()})
@@ -308,4 +338,4 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
             else:
                 parts.append(np.full(len(cols["replicate"]), np.nan))
         merged[name] = np.concatenate(parts)
-    return EngineResult(merged, compile_s, run_s)
+    return EngineResult(merged, compile_s, run_s, kept, artifacts)

@@ -46,6 +46,8 @@ class Family:
                   of Gaussians at scale 1 (gaussian, gmm, kde). Gives exact moments and tail_mass.
       probs:      (params) -> (K,) category probabilities at scale 1 (discrete families).
       coef:       (params) -> (d,) regression coefficients (supervised families).
+      warm_from:  which params later generations receive as ``prev``: "previous" (generation g-1, the
+                  default) or "gen0" (the generation-0 model: fine-tuning from it, as in Shumailov et al.).
 
     Sufficient-statistic path (families whose fit depends only on additive statistics)
       stats:        (batch, mask) -> stats.
@@ -65,6 +67,7 @@ class Family:
     components: Optional[Callable[..., Any]] = None
     probs: Optional[Callable[..., Array]] = None
     coef: Optional[Callable[..., Array]] = None
+    warm_from: str = "previous"
     stats: Optional[Callable[..., Stats]] = None
     merge_stats: Optional[Callable[..., Stats]] = None
     fit_stats: Optional[Callable[..., Params]] = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 
 from collapse.metrics import continuous as cm
@@ -18,19 +19,26 @@ CONTINUOUS = ("mean_err", "var_ratio", "logdet_ratio", "frechet", "nll_real", "k
 SAMPLE_BASED = ("precision", "recall", "density", "coverage", "vendi", "tail_index")
 DISCRETE = ("entropy", "support", "extinct_mass", "gini_simpson", "tv_true", "kl_true", "tail_mass")
 SUPERVISED = ("test_error", "noise_var")
+TEXT = ("ppl_real", "kl_true", "token_entropy", "distinct_1", "distinct_2", "distinct_3", "distinct_4",
+        "vocab_coverage", "extinct_types", "rare_mass", "zipf_slope", "repetition", "ppl_gen0_q50", "ppl_gen0_q95",
+        "ppl_gen0_q99")
+TEXT_SAMPLES_SHOWN = 3  # generated segments per generation kept for samples.jsonl
 
 
 @dataclass(frozen=True)
 class MetricFns:
     param_names: tuple[str, ...]
     sample_names: tuple[str, ...]
-    param_fn: Callable  # (key, params, truth, heldout) -> dict
+    param_fn: Callable  # (key, params, truth, heldout[, gen0_params]) -> dict
     sample_fn: Callable  # (key, params, truth, heldout) -> dict
+    needs_gen0: bool = False  # param_fn also takes the generation-0 params
 
 
 def build_metrics(source, family, mcfg, scale: float, dtype) -> MetricFns:
     """``mcfg``: the validated ``metrics`` config node (tail_level, eval_samples, knn_k, dc_k, ...)."""
     alpha = float(mcfg["tail_level"])
+    if source.kind == "text":
+        return build_text_metrics(source, family, mcfg)
     if source.kind == "discrete":
         def param_fn(key, params, truth, heldout):
             return discrete_metrics(family.probs(params), truth["probs"], truth["tail_set"])
@@ -82,3 +90,45 @@ def build_metrics(source, family, mcfg, scale: float, dtype) -> MetricFns:
         return sample_metrics(heldout[:eval_samples], fake, int(mcfg["knn_k"]), int(mcfg["dc_k"]))
 
     return MetricFns(CONTINUOUS, SAMPLE_BASED, param_fn, sample_fn)
+
+
+def build_text_metrics(source, family, mcfg) -> MetricFns:
+    """Text metrics, all from the fitted model and ``metrics.eval_samples`` generated segments each kept
+    generation and replicate (definitions: :mod:`collapse.text.metrics` and the README):
+
+    ppl_real = exp(mean NLL per token of the held-out real segments), over the positions the family scores;
+    kl_true (markov only) = the exact KL rate sum_h pi(h) KL(T(.|h) || Q(.|h)) for an n-gram whose context
+    covers the chain's order, else mean[log p_true - log p_model] per token over the held-out segments;
+    ppl_gen0_q* = quantiles of the per-segment perplexity of generated text under the generation-0 model.
+    """
+    from collapse.text import metrics as tm
+
+    V = source.dim
+    eval_n = int(mcfg["eval_samples"])
+    rep_n = int(mcfg.get("repetition_n", 4))
+    prompt = int((source.info or {}).get("prompt", 0))
+    exact_kl = "T_m" in (source.data or {}) and family.name == "ngram"
+    has_truth = source.log_prob is not None
+
+    def param_fn(key, params, truth, heldout, gen0):
+        lp = family.log_prob(params, heldout)
+        out = {"ppl_real": jnp.exp(-jnp.nanmean(lp))}
+        if exact_kl:
+            from collapse.text.markov import kl_rate
+            out["kl_true"] = kl_rate(truth["T_m"], truth["pi_m"], jnp.exp(params["logp"]))
+        elif has_truth:
+            out["kl_true"] = jnp.nanmean(source.log_prob(truth, heldout) - lp)
+        else:
+            out["kl_true"] = jnp.full((), jnp.nan, lp.dtype)
+        k_cov, k_syn = jax.random.split(key)
+        prompts = source.covariates(k_cov, truth, eval_n) if source.covariates is not None else None
+        tokens = family.sample(k_syn, params, eval_n, 1.0, prompts)
+        valid = jnp.broadcast_to(jnp.arange(tokens.shape[1]) >= prompt, tokens.shape)
+        out.update(tm.text_sample_metrics(tokens, valid, V, truth["real_types"], truth["tail_mask"],
+                                          truth["real_tail_share"], rep_n))
+        lp0 = family.log_prob(gen0, tokens)
+        out.update(tm.ppl_quantiles(jnp.where(jnp.isnan(lp0), 0.0, lp0), valid & ~jnp.isnan(lp0)))
+        out["_samples"] = tokens[:TEXT_SAMPLES_SHOWN].astype(jnp.int32)
+        return out
+
+    return MetricFns(TEXT, (), param_fn, lambda *a: {}, needs_gen0=True)

@@ -10,6 +10,11 @@ Truth keys by kind
   ``tail_q`` () = the alpha-quantile of log p_true(X) under the truth (alpha = metrics.tail_level).
 - discrete:   ``probs`` (K,).
 - supervised: ``w`` (d,), ``noise_var`` (), and ``X`` (T, d) for a fixed design.
+- text:       nothing per replicate; the shared ``data`` (below) holds the corpus split or the Markov chain.
+
+Shared data: ``data`` is a dict of host arrays common to every replicate (a real corpus, a synthetic
+language). The engine passes it into the compiled program once, unbatched, and every source function
+sees it merged into ``truth``.
 """
 from __future__ import annotations
 
@@ -34,13 +39,19 @@ class Source:
       log_prob: (truth, batch) -> (n,) exact log-density / log-pmf / log p(y|x), nats.
 
     Optional
-      covariates:      (key, truth, n) -> (n, d) inputs for n synthetic rows (supervised only).
+      covariates:      (key, truth, n) -> (n, d) inputs for n synthetic rows (supervised), or (n, P)
+                       prompt tokens that n synthetic text segments continue (text with a prompt).
       sample_stats:    (key, truth, n) -> sufficient statistics of n real draws, drawn directly, in the
                        statistics format of the matching family.
       covariate_stats: (key, truth, n) -> Gram matrix X^T X of the n synthetic-row inputs (supervised).
       elliptical:      True when log p_true is a decreasing function of the Mahalanobis distance to
                        ``mean`` under ``shape`` (truth key), so the tail region is {Q(x) > r2}; then
                        truth also holds ``shape`` (d, d) and ``tail_r2`` ().
+      data:            shared host arrays (see the module docstring).
+      real_batch:      (truth, g, n) -> the n real units of generation g of a finite source, read in order
+                       (g = 0: generation 0's training set; g >= 1: the fresh pool, never reused).
+      segment:         tokens per unit (text sources).
+      info:            host constants worth reporting (e.g. the Markov source's exact entropy rate).
     """
 
     name: str
@@ -53,3 +64,7 @@ class Source:
     sample_stats: Optional[Callable[..., Stats]] = None
     covariate_stats: Optional[Callable[..., Array]] = None
     elliptical: bool = False
+    data: Optional[dict] = None
+    real_batch: Optional[Callable[..., Batch]] = None
+    segment: int = 0
+    info: Optional[dict] = None

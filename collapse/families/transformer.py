@@ -1,0 +1,181 @@
+"""A small decoder-only Transformer language model (Flax linen), trained with AdamW (Optax) each generation.
+
+Architecture (pre-LayerNorm GPT): token embedding of V + 1 ids (id V = BOS) plus a learned position
+embedding of ``context`` positions; ``layers`` blocks of causal multi-head self-attention (``heads`` heads of
+d_model / heads) and a 4 d_model GELU MLP, each with a residual connection; final LayerNorm; a linear head to
+V logits. A segment x_0..x_{L-1} is read as inputs (BOS, x_0, ..., x_{L-2}) predicting x_0..x_{L-1}, so every
+position is scored and sampling needs no start distribution.
+
+Training (``fit``): ``steps`` AdamW steps (gradient clipped to global norm 1) on ``batch`` segments drawn
+uniformly with replacement from the training set's rows (the mask), mean cross-entropy per token, learning
+rate warmed up linearly from 0 to ``lr`` over ``warmup`` steps then cosine-decayed to lr / 10. Start point
+(``init``): ``scratch`` (fresh initialisation every generation), ``warm_start`` (the previous generation's
+weights), ``gen0`` (the generation-0 model, fine-tuned anew each generation as in Shumailov et al. 2024).
+Generation 0 always starts from scratch. The whole loop runs inside the compiled program (``lax.scan``), so
+replicates train together under ``vmap``.
+
+Sampling: token by token with a key-value cache (one attention row per step, no recomputation), through the
+decoding controls; with a prompt of P tokens, the first P positions are the prompt (fed, not sampled).
+Params: ``{"net": flax variables, "loss": mean training loss of the last 10% of steps}``.
+"""
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from collapse.families.base import Family
+from collapse.text.decoding import Decoding, sample_token
+
+
+class _Block(nn.Module):
+    d_model: int
+    heads: int
+    dtype: object
+
+    def setup(self):
+        dt = dict(dtype=self.dtype, param_dtype=self.dtype)
+        self.ln1 = nn.LayerNorm(**dt)
+        self.qkv = nn.Dense(3 * self.d_model, **dt)
+        self.proj = nn.Dense(self.d_model, **dt)
+        self.ln2 = nn.LayerNorm(**dt)
+        self.up = nn.Dense(4 * self.d_model, **dt)
+        self.down = nn.Dense(self.d_model, **dt)
+
+    def _split(self, x):
+        """(..., 3 d) -> q, k, v each (..., heads, d / heads)."""
+        q, k, v = jnp.split(self.qkv(self.ln1(x)), 3, axis=-1)
+        shape = x.shape[:-1] + (self.heads, self.d_model // self.heads)
+        return q.reshape(shape), k.reshape(shape), v.reshape(shape)
+
+    def _mlp(self, x):
+        return x + self.down(nn.gelu(self.up(self.ln2(x))))
+
+    def __call__(self, x):
+        """Full causal pass over x (B, T, d)."""
+        q, k, v = self._split(x)
+        T = x.shape[1]
+        att = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])
+        att = jnp.where(jnp.tril(jnp.ones((T, T), bool)), att, -jnp.inf)
+        y = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(att, -1), v).reshape(x.shape)
+        return self._mlp(x + self.proj(y))
+
+    def step(self, x, pos, cache_k, cache_v):
+        """One position: x (B, d) at ``pos``; caches (B, C, heads, dh) -> (y, cache_k, cache_v)."""
+        q, k, v = self._split(x)
+        cache_k = jax.lax.dynamic_update_slice_in_dim(cache_k, k[:, None], pos, 1)
+        cache_v = jax.lax.dynamic_update_slice_in_dim(cache_v, v[:, None], pos, 1)
+        att = jnp.einsum("bhd,bkhd->bhk", q, cache_k) / math.sqrt(q.shape[-1])
+        att = jnp.where(jnp.arange(cache_k.shape[1]) <= pos, att, -jnp.inf)
+        y = jnp.einsum("bhk,bkhd->bhd", jax.nn.softmax(att, -1), cache_v).reshape(x.shape)
+        return self._mlp(x + self.proj(y)), cache_k, cache_v
+
+
+class TinyGPT(nn.Module):
+    vocab: int
+    context: int
+    layers: int
+    d_model: int
+    heads: int
+    dtype: object = jnp.float32
+
+    def setup(self):
+        dt = dict(dtype=self.dtype, param_dtype=self.dtype)
+        self.embed = nn.Embed(self.vocab + 1, self.d_model, **dt)
+        self.pos = self.param("pos", nn.initializers.normal(0.02), (self.context, self.d_model), self.dtype)
+        self.blocks = [_Block(self.d_model, self.heads, self.dtype) for _ in range(self.layers)]
+        self.ln_f = nn.LayerNorm(**dt)
+        self.head = nn.Dense(self.vocab, **dt)
+
+    def __call__(self, inputs):
+        """inputs (B, T) ids (BOS = vocab) -> logits (B, T, V)."""
+        x = self.embed(inputs) + self.pos[: inputs.shape[1]]
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.ln_f(x))
+
+    def step(self, token, pos, cache):
+        """token (B,) at position ``pos`` -> (logits (B, V), cache); cache: list of (k, v) per layer."""
+        x = self.embed(token) + self.pos[pos]
+        new = []
+        for blk, (ck, cv) in zip(self.blocks, cache):
+            x, ck, cv = blk.step(x, pos, ck, cv)
+            new.append((ck, cv))
+        return self.head(self.ln_f(x)), new
+
+
+def shift_right(tokens, bos: int):
+    """(B, L) segments -> (B, L) inputs (BOS, x_0, ..., x_{L-2})."""
+    return jnp.concatenate([jnp.full(tokens.shape[:-1] + (1,), bos, tokens.dtype), tokens[..., :-1]], -1)
+
+
+def transformer(vocab: int, segment: int, layers: int = 2, d_model: int = 64, heads: int = 4, context: int = 64,
+                steps: int = 200, batch: int = 32, lr: float = 3e-3, warmup: int = 20, weight_decay: float = 0.01,
+                init: str = "scratch", decoding: Decoding = Decoding(), prompt: int = 0, dtype=jnp.float32) -> Family:
+    """The ``transformer`` family (see the module docstring)."""
+    V, L = vocab, segment
+    net = TinyGPT(V, context, layers, d_model, heads, dtype)
+    warm = min(warmup, steps - 1)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), lr / 10)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=weight_decay))
+    tail = max(1, steps // 10)
+
+    def fresh(key):
+        return net.init(key, jnp.zeros((1, L), jnp.int32))
+
+    def init_params(truth=None):
+        return {"net": fresh(jax.random.key(0)), "loss": jnp.zeros((), dtype)}
+
+    def token_logp(variables, tokens):
+        logits = net.apply(variables, shift_right(tokens, V))
+        return jnp.take_along_axis(jax.nn.log_softmax(logits, -1), tokens[..., None], -1)[..., 0]
+
+    def fit(key, data, mask, prev):
+        k_init, k_steps = jax.random.split(key)
+        start = fresh(k_init) if (prev is None or init == "scratch") else prev["net"]
+        logits_rows = jnp.where(mask, 0.0, -jnp.inf)
+
+        def loss_fn(variables, x):
+            return -jnp.mean(token_logp(variables, x))
+
+        def train_step(carry, k):
+            variables, state = carry
+            rows = jax.random.categorical(k, logits_rows, shape=(batch,))
+            loss, grads = jax.value_and_grad(loss_fn)(variables, data[rows])
+            updates, state = opt.update(grads, state, variables)
+            return (optax.apply_updates(variables, updates), state), loss
+
+        (variables, _), losses = jax.lax.scan(train_step, (start, opt.init(start)), jax.random.split(k_steps, steps))
+        return {"net": variables, "loss": jnp.mean(losses[-tail:]).astype(dtype)}
+
+    def sample(key, params, m, scale, prompts):
+        variables = params["net"]
+        dh = d_model // heads
+        cache = [(jnp.zeros((m, context, heads, dh), dtype), jnp.zeros((m, context, heads, dh), dtype))
+                 for _ in range(layers)]
+        forced = prompts if prompts is not None else jnp.zeros((m, 0), jnp.int32)
+        P = forced.shape[1]
+        forced = jnp.concatenate([forced.astype(jnp.int32), jnp.zeros((m, L - P), jnp.int32)], 1)
+
+        def body(carry, xs):
+            prev_tok, seen, cache = carry
+            pos, k = xs
+            logits, cache = net.apply(variables, prev_tok, pos, cache, method=TinyGPT.step)
+            drawn = jax.vmap(lambda kk, lg, s: sample_token(kk, lg, s, decoding))(
+                jax.random.split(k, m), logits, seen).astype(jnp.int32)
+            tok = jnp.where(pos < P, forced[:, pos], drawn)
+            seen = seen.at[jnp.arange(m), tok].set(True)
+            return (tok, seen, cache), tok
+
+        carry0 = (jnp.full((m,), V, jnp.int32), jnp.zeros((m, V), bool), cache)
+        _, toks = jax.lax.scan(body, carry0, (jnp.arange(L), jax.random.split(key, L)))
+        return toks.T
+
+    def log_prob(params, tokens):
+        return token_logp(params["net"], tokens)
+
+    return Family("transformer", ("text",), init_params, fit, sample, log_prob,
+                  warm_from="gen0" if init == "gen0" else "previous")
