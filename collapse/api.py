@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,14 @@ from collapse.runs import t_interval, versions, write_run
 @dataclass
 class Result:
     """What ``simulate`` returns: ``metrics`` (one row per replicate x kept generation), the composed
-    ``config``, the ``summary`` dict written to ``summary.json``, and the run directory if one was written."""
+    ``config``, the ``summary`` dict written to ``summary.json``, the run directory if one was written, and
+    for text runs a few generated ``samples`` per kept generation (also in ``samples.jsonl``)."""
 
     metrics: pd.DataFrame
     config: DictConfig
     summary: dict = field(default_factory=dict)
     run_dir: Optional[Path] = None
+    samples: list = field(default_factory=list)  # text runs: {replicate, generation, index, text} per sample
 
 
 def precision_context(cfg) -> contextlib.AbstractContextManager:
@@ -136,9 +139,47 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
     df = pd.DataFrame(cols).sort_values(["replicate", "generation"], kind="stable").reset_index(drop=True)
     summary = summarize(cfg, df, path=spec.path, wall_s=time.perf_counter() - t0, compile_s=eng.compile_s,
                         run_s=eng.run_s)
+    samples = text_samples(source, eng)
+    extra = {}
+    if source.kind == "text":
+        summary["data"] = data_summary(cfg, source, spec)
+        extra["samples.jsonl"] = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in samples).encode()
     df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
-    written = write_run(run_dir, cfg, df, summary) if run_dir is not None else None
-    return Result(df, cfg, summary, written)
+    written = write_run(run_dir, cfg, df, summary, extra) if run_dir is not None else None
+    return Result(df, cfg, summary, written, samples)
+
+
+def text_samples(source, eng) -> list[dict]:
+    """Generated segments of the first replicates at each kept generation, detokenised."""
+    if not eng.artifacts or "_samples" not in eng.artifacts:
+        return []
+    from collapse.text.corpus import detokenize
+
+    info = source.info or {}
+    out = []
+    for ids, arr in eng.artifacts["_samples"]:
+        for r, rep in enumerate(ids):
+            for gi, g in enumerate(eng.generations):
+                for i, seg in enumerate(arr[r, gi]):
+                    if seg[0] < 0:  # a skipped generation
+                        continue
+                    out.append({"replicate": int(rep), "generation": int(g), "index": i,
+                                "text": detokenize(seg, info["vocab"], info["level"])})
+    return out
+
+
+def data_summary(cfg, source, spec) -> dict:
+    """How much real text the run used (fresh segments are read in order and never reused)."""
+    info = dict(source.info or {})
+    out = {"vocab_size": source.dim, "segment": source.segment, "segments_per_batch": spec.samples,
+           "real_segments_per_batch": spec.n_real}
+    if "segments_fresh" in info:
+        used = (cfg.generations - 1) * spec.n_real if cfg.loop.real == "fresh" else 0
+        out.update({"corpus_tokens": info["corpus_tokens"], "segments_heldout": info["segments_heldout"],
+                    "segments_fresh": info["segments_fresh"], "segments_fresh_used": used})
+    if "entropy_rate" in info:
+        out["entropy_rate"] = info["entropy_rate"]
+    return out
 
 
 def simulate(*overrides: str, run_dir: Optional[str | Path] = None) -> Result:

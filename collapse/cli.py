@@ -26,7 +26,8 @@ def headline(res) -> list[str]:
     s = res.summary
     df = res.metrics
     first = df[df["generation"] == 0]
-    keys = [k for k in ("var_ratio", "mean_err", "tail_mass", "kl_true", "support", "entropy", "test_error", "recall")
+    keys = [k for k in ("var_ratio", "mean_err", "tail_mass", "kl_true", "ppl_real", "rare_mass", "distinct_4",
+                        "support", "entropy", "test_error", "recall")
             if k in s["metrics"] and s["metrics"][k]["mean"] is not None]
     lines = []
     for k in keys[:4]:
@@ -60,6 +61,10 @@ def _app(cfg: DictConfig) -> None:
           f"mean and 95% interval over replicates:")
     for line in headline(res):
         print(line)
+    if res.samples:
+        last = [x for x in res.samples if x["generation"] == s["generation"]][:1]
+        for x in last:
+            print(f"  sample of generation {x['generation']}: {x['text'][:100]!r}  (more in samples.jsonl)")
     print(f"  run directory: {out}")
 
 

@@ -65,11 +65,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_run(run_dir: str | os.PathLike, cfg, metrics: pd.DataFrame, summary: dict) -> Path:
-    """Write config, metrics and (last) summary into ``run_dir``; returns the folder."""
+def write_run(run_dir: str | os.PathLike, cfg, metrics: pd.DataFrame, summary: dict,
+              extra: dict[str, bytes] | None = None) -> Path:
+    """Write config, ``extra`` files (name -> bytes, e.g. ``samples.jsonl``), metrics and (last) summary into
+    ``run_dir``; returns the folder."""
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    for name, data in (extra or {}).items():
+        _atomic_write(out / name, data)
     tmp = out / ".metrics.parquet.tmp"
     metrics.to_parquet(tmp, index=False)
     os.replace(tmp, out / "metrics.parquet")

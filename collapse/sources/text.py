@@ -55,7 +55,9 @@ def text(corpus: Corpus, heldout: int, prompt: int, dtype=jnp.float32) -> Source
 
     return Source("text", "text", corpus.vocab_size, init, sample, log_prob=None,
                   covariates=covariates if prompt > 0 else None, data=data, real_batch=real_batch, segment=L,
-                  info={"prompt": prompt})
+                  info={"prompt": prompt, "vocab": corpus.vocab, "level": corpus.level,
+                        "corpus_tokens": corpus.tokens_total, "segments_heldout": len(corpus.heldout),
+                        "segments_train0": len(corpus.train0), "segments_fresh": len(corpus.fresh)})
 
 
 def markov(vocab: int, order: int, exponent: float, segment: int, seed: int, model_context: int, prompt: int,
@@ -84,7 +86,8 @@ def markov(vocab: int, order: int, exponent: float, segment: int, seed: int, mod
         return sample(key, truth, n)[:, :prompt]
 
     return Source("markov", "text", vocab, init, sample, log_prob, covariates=covariates if prompt > 0 else None,
-                  data=data, segment=segment, info={"entropy_rate": entropy, "prompt": prompt})
+                  data=data, segment=segment, info={"entropy_rate": entropy, "prompt": prompt,
+                        "vocab": [f"t{i}" for i in range(vocab)], "level": "word"})
 
 
 def _unigram_of(pi: np.ndarray, T: np.ndarray, vocab: int, order: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Text (token-sequence) sources and metrics for model-collapse experiments."""
