@@ -26,6 +26,7 @@ test-fast: install
 bench: install
 	$(BIN)/python benchmarks/bench_gaussian.py
 	$(BIN)/python benchmarks/bench_gmm.py
+	$(BIN)/python benchmarks/bench_transformer.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -129,7 +129,7 @@ def test_kv_cached_decoding_equals_the_full_forward_pass():
     tokens = jax.random.randint(jax.random.key(1), (3, L), 0, V)
     inputs = shift_right(tokens, V)
     full = net.apply(variables, inputs)
-    cache = [(jnp.zeros((3, 16, 4, 8)), jnp.zeros((3, 16, 4, 8))) for _ in range(2)]
+    cache = [(jnp.zeros((3, 4, 16, 8)), jnp.zeros((3, 4, 16, 8))) for _ in range(2)]
     for t in range(L):
         logits, cache = net.apply(variables, inputs[:, t], t, cache, method=TinyGPT.step)
         np.testing.assert_allclose(logits, full[:, t], atol=2e-5)

@@ -64,13 +64,14 @@ class _Block(nn.Module):
         return self._mlp(x + self.proj(y))
 
     def step(self, x, pos, cache_k, cache_v):
-        """One position: x (B, d) at ``pos``; caches (B, C, heads, dh) -> (y, cache_k, cache_v)."""
+        """One position: x (B, d) at ``pos``; caches (B, heads, C, dh), head-first so that attention reads
+        them without a transpose -> (y, cache_k, cache_v)."""
         q, k, v = self._split(x)
-        cache_k = jax.lax.dynamic_update_slice_in_dim(cache_k, k[:, None], pos, 1)
-        cache_v = jax.lax.dynamic_update_slice_in_dim(cache_v, v[:, None], pos, 1)
-        att = jnp.einsum("bhd,bkhd->bhk", q, cache_k) / math.sqrt(q.shape[-1])
-        att = jnp.where(jnp.arange(cache_k.shape[1]) <= pos, att, -jnp.inf)
-        y = jnp.einsum("bhk,bkhd->bhd", jax.nn.softmax(att, -1), cache_v).reshape(x.shape)
+        cache_k = jax.lax.dynamic_update_slice_in_dim(cache_k, k[:, :, None], pos, 2)
+        cache_v = jax.lax.dynamic_update_slice_in_dim(cache_v, v[:, :, None], pos, 2)
+        att = jnp.einsum("bhd,bhkd->bhk", q, cache_k) / math.sqrt(q.shape[-1])
+        att = jnp.where(jnp.arange(cache_k.shape[2]) <= pos, att, -jnp.inf)
+        y = jnp.einsum("bhk,bhkd->bhd", jax.nn.softmax(att, -1), cache_v).reshape(x.shape)
         return self._mlp(x + self.proj(y)), cache_k, cache_v
 
 
@@ -154,7 +155,7 @@ def transformer(vocab: int, segment: int, layers: int = 2, d_model: int = 64, he
     def sample(key, params, m, scale, prompts):
         variables = params["net"]
         dh = d_model // heads
-        cache = [(jnp.zeros((m, context, heads, dh), dtype), jnp.zeros((m, context, heads, dh), dtype))
+        cache = [(jnp.zeros((m, heads, context, dh), dtype), jnp.zeros((m, heads, context, dh), dtype))
                  for _ in range(layers)]
         forced = prompts if prompts is not None else jnp.zeros((m, 0), jnp.int32)
         P = forced.shape[1]
