@@ -260,7 +260,8 @@ def _progress(label: str, done: int, prev: int, total: int, started: float) -> N
     elapsed = time.perf_counter() - started
     rate = done / elapsed if elapsed > 0 else float("inf")
     eta = (total - done) / rate if rate > 0 else float("nan")
-    line = f"  {label}generation {done}/{total}  {rate:,.1f} gen/s  ETA {eta:6.1f} s "
+    speed = f"{rate:,.1f} gen/s" if rate >= 1 else f"{1 / rate:,.1f} s/gen"
+    line = f"  {label}generation {done}/{total}  {speed}  ETA {eta:6.1f} s "
     if sys.stderr.isatty():
         print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)
     elif (4 * done) // total > (4 * prev) // total:  # logs (not a terminal): a line about every 25%
