@@ -108,6 +108,13 @@ def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: flo
             events.append({"event": "infinite_metric", "metric": c, "replicates": bad, "generation": last})
         if nan and nan < len(vals) and c not in SAMPLE_BASED:
             events.append({"event": "diverged", "metric": c, "replicates": nan, "generation": last})
+    if "train_loss" in df.columns:  # neural families: a NaN loss marks a diverged replicate from then on
+        bad = df[df["train_loss"].isna()]
+        if len(bad):
+            first = bad.groupby("replicate")["generation"].min()
+            events.append({"event": "diverged", "metric": "train_loss", "replicates": int(len(first)),
+                           "first_generation": int(first.min()),
+                           "first_generation_by_replicate": {str(k): int(v) for k, v in first.items()}})
     return {
         "status": "finished",
         "name": cfg.name,
@@ -139,11 +146,20 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
     df = pd.DataFrame(cols).sort_values(["replicate", "generation"], kind="stable").reset_index(drop=True)
     summary = summarize(cfg, df, path=spec.path, wall_s=time.perf_counter() - t0, compile_s=eng.compile_s,
                         run_s=eng.run_s)
-    samples = text_samples(source, eng)
-    extra = {}
+    samples, extra = [], {}
     if source.kind == "text":
+        samples = text_samples(source, eng)
         summary["data"] = data_summary(cfg, source, spec)
         extra["samples.jsonl"] = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in samples).encode()
+    elif eng.artifacts and "_samples" in eng.artifacts:
+        summary["data"] = data_summary(cfg, source, spec)
+        if run_dir is not None:
+            extra.update(sample_pictures(source, eng))
+    clf = (source.info or {}).get("classifier")
+    if clf is not None:
+        summary["classifier_accuracy"] = float(clf.accuracy)
+        if run_dir is not None:
+            extra["classifier.npz"] = classifier_bytes(clf)
     df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
     written = write_run(run_dir, cfg, df, summary, extra) if run_dir is not None else None
     return Result(df, cfg, summary, written, samples)
@@ -168,17 +184,61 @@ def text_samples(source, eng) -> list[dict]:
     return out
 
 
+def sample_pictures(source, eng) -> dict[str, bytes]:
+    """``samples/generation_<g>.png`` for replicate 0: an image grid (image sources) or a scatter (2-D)."""
+    from collapse import grids
+
+    ids, arr = eng.artifacts["_samples"][0]
+    info = source.info or {}
+    out = {}
+    modes = None
+    if info.get("modes"):
+        modes = np.asarray(source.init(jax.random.key(0))["modes"])
+    for gi, g in enumerate(eng.generations):
+        x = np.asarray(arr[0, gi], dtype=np.float64)
+        if not np.isfinite(x).all():
+            continue
+        title = f"generation {int(g)} (replicate {int(ids[0])})"
+        if source.kind == "image":
+            png = grids.image_grid_png(x, tuple(info["shape"]), title)
+        elif x.shape[1] == 2:
+            lim = None if modes is None else 1.3 * float(np.abs(modes).max()) + 0.5
+            png = grids.scatter_png(x, title, modes, lim)
+        else:
+            continue
+        out[f"samples/generation_{int(g):04d}.png"] = png
+    return out
+
+
+def classifier_bytes(clf) -> bytes:
+    """The feature classifier as ``.npz`` bytes (:func:`collapse.metrics.features.load_classifier` reads it)."""
+    import tempfile
+
+    from collapse.metrics.features import save_classifier
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "classifier.npz"
+        save_classifier(clf, path)
+        return path.read_bytes()
+
+
 def data_summary(cfg, source, spec) -> dict:
     """How much real text the run used (fresh segments are read in order and never reused)."""
     info = dict(source.info or {})
-    out = {"vocab_size": source.dim, "segment": source.segment, "segments_per_batch": spec.samples,
-           "real_segments_per_batch": spec.n_real}
+    out = {}
     if "segments_fresh" in info:
         used = (cfg.generations - 1) * spec.n_real if cfg.loop.real == "fresh" else 0
         out.update({"corpus_tokens": info["corpus_tokens"], "segments_heldout": info["segments_heldout"],
                     "segments_fresh": info["segments_fresh"], "segments_fresh_used": used})
     if "entropy_rate" in info:
         out["entropy_rate"] = info["entropy_rate"]
+    for k in ("images_total", "images_heldout", "images_train0", "images_fresh"):
+        if k in info:
+            out[k] = info[k]
+    if "images_fresh" in info:
+        out["images_fresh_used"] = (cfg.generations - 1) * spec.n_real if cfg.loop.real == "fresh" else 0
+    if source.kind == "text":
+        out.update({"vocab_size": source.dim, "segment": source.segment, "segments_per_batch": spec.samples,
+                    "real_segments_per_batch": spec.n_real})
     return out
 
 

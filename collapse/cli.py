@@ -27,7 +27,7 @@ def headline(res) -> list[str]:
     df = res.metrics
     first = df[df["generation"] == 0]
     keys = [k for k in ("var_ratio", "mean_err", "tail_mass", "kl_true", "ppl_real", "rare_mass", "distinct_4",
-                        "support", "entropy", "test_error", "recall")
+                        "frechet", "class_tv", "mode_coverage", "support", "entropy", "test_error", "recall")
             if k in s["metrics"] and s["metrics"][k]["mean"] is not None]
     lines = []
     for k in keys[:4]:
@@ -65,6 +65,9 @@ def _app(cfg: DictConfig) -> None:
         last = [x for x in res.samples if x["generation"] == s["generation"]][:1]
         for x in last:
             print(f"  sample of generation {x['generation']}: {x['text'][:100]!r}  (more in samples.jsonl)")
+    from pathlib import Path
+    if (Path(out) / "samples").is_dir():
+        print(f"  sample pictures per generation: {Path(out) / 'samples'}")
     print(f"  run directory: {out}")
 
 

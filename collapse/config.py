@@ -15,15 +15,19 @@ CONF_DIR = Path(__file__).parent / "conf"
 GROUPS = ("source", "model", "experiment")
 
 SOURCE_KINDS = {"gaussian": "continuous", "gmm": "continuous", "student_t": "continuous", "zipf": "discrete",
-                "linear": "supervised", "text": "text", "markov": "text"}
+                "linear": "supervised", "text": "text", "markov": "text", "digits": "image", "idx": "image",
+                "array": "image", "ring": "continuous", "grid": "continuous"}
+IMAGE_AND_TOY = ("digits", "idx", "array", "ring", "grid")
 FAMILY_SOURCES = {
-    "gaussian": ("gaussian", "gmm", "student_t"),
-    "gmm": ("gaussian", "gmm", "student_t"),
-    "kde": ("gaussian", "gmm", "student_t"),
+    "gaussian": ("gaussian", "gmm", "student_t", "ring", "grid"),
+    "gmm": ("gaussian", "gmm", "student_t", "ring", "grid"),
+    "kde": ("gaussian", "gmm", "student_t", "ring", "grid"),
     "categorical": ("zipf",),
     "linear_regression": ("linear",),
     "ngram": ("text", "markov"),
     "transformer": ("text", "markov"),
+    "vae": IMAGE_AND_TOY,
+    "diffusion": IMAGE_AND_TOY,
 }
 
 
@@ -211,8 +215,30 @@ def prompt_length(cfg) -> int:
     return int(cfg.sampling.prompt_length) if cfg.sampling.get("prompt", "none") == "real_prefix" else 0
 
 
+def _path_key(cfg, key: str, optional: bool = False) -> None:
+    v = _get(cfg, key)
+    if (v is None and optional) or (isinstance(v, str) and v):
+        return
+    raise ConfigError(key, v, "must be a file path" + (" or null" if optional else ""))
+
+
 def _validate_source(cfg, src: str, samples: int) -> None:
-    if src == "text":
+    if src in ("digits", "idx", "array"):
+        _num(cfg, "source.heldout_share", 0.0, 1.0, lo_open=True, hi_open=True)
+        if src == "idx":
+            _path_key(cfg, "source.images")
+            _path_key(cfg, "source.labels", optional=True)
+        if src == "array":
+            _path_key(cfg, "source.path")
+    elif src == "ring":
+        _int(cfg, "source.modes")
+        _num(cfg, "source.radius", 0.0, lo_open=True, allowed="must be a number > 0")
+        _num(cfg, "source.std", 0.0, lo_open=True, allowed="must be a number > 0")
+    elif src == "grid":
+        _int(cfg, "source.side")
+        _num(cfg, "source.spacing", 0.0, lo_open=True, allowed="must be a number > 0")
+        _num(cfg, "source.std", 0.0, lo_open=True, allowed="must be a number > 0")
+    elif src == "text":
         corpus = _get(cfg, "source.corpus")
         if not isinstance(corpus, str) or not corpus:
             raise ConfigError("source.corpus", corpus, "must be kjv, stdlib or the path of a UTF-8 text file")
@@ -284,6 +310,21 @@ def _validate_model(cfg, fam: str, src: str, samples: int, synthetic: str) -> No
             raise ConfigError("sampling.prompt_length", p, f"must be >= model.order - 1 = {order - 1} for an n-gram")
         if order >= cfg.source.segment:
             raise ConfigError("model.order", order, f"must be < source.segment={cfg.source.segment}")
+    elif fam in ("vae", "diffusion"):
+        if fam == "vae":
+            _int(cfg, "model.latent", allowed="must be an integer >= 1 (the latent size)")
+            lik = _choice(cfg, "model.likelihood", ("auto", "bernoulli", "gaussian"))
+            if lik == "bernoulli" and SOURCE_KINDS[src] != "image":
+                raise ConfigError("model.likelihood", lik, f"needs data in [0, 1] (an image source); source={src} "
+                                  "is unbounded: use gaussian or auto")
+        else:
+            _int(cfg, "model.sampler_steps")
+        _int(cfg, "model.hidden")
+        _int(cfg, "model.steps")
+        _int(cfg, "model.batch")
+        _num(cfg, "model.lr", 0.0, lo_open=True, allowed="must be a number > 0")
+        _int(cfg, "model.warmup", lo=0)
+        _choice(cfg, "model.init", ("scratch", "warm_start"))
     elif fam == "transformer":
         _int(cfg, "model.layers")
         heads = _int(cfg, "model.heads")
@@ -322,6 +363,13 @@ def build_source(cfg):
         return discrete.zipf(s.categories, float(s.exponent), dt)
     if s.name in ("text", "markov"):
         return _build_text_source(cfg)
+    if s.name in ("ring", "grid"):
+        from collapse.sources import toy
+        if s.name == "ring":
+            return toy.ring(s.modes, float(s.radius), float(s.std), alpha, dt)
+        return toy.grid(s.side, float(s.spacing), float(s.std), alpha, dt)
+    if s.name in ("digits", "idx", "array"):
+        return _build_image_source(cfg)
     return supervised.linear(s.dim, s.design_size, float(s.noise_var), s.design, dt)
 
 
@@ -352,6 +400,57 @@ def _build_text_source(cfg):
     if top_k > corpus.vocab_size:
         raise ConfigError("sampling.top_k", top_k, f"must be <= the vocabulary size {corpus.vocab_size} (0 = off)")
     return ts.text(corpus, int(cfg.metrics.heldout), prompt_length(cfg), dtype_of(cfg))
+
+
+def _build_image_source(cfg):
+    """A finite image source, split once from ``seed``, with a feature classifier when it has labels."""
+    import dataclasses
+
+    from collapse.sources import images as im
+
+    s = cfg.source
+    try:
+        if s.name == "digits":
+            x, y, _shape = im.load_digits_data()
+        elif s.name == "idx":
+            x, y, _shape = im.load_idx_data(s.images, s.labels)
+        else:
+            x, y, _shape = im.load_array_data(s.path)
+        data = im.split_images(x, y, float(s.heldout_share), cfg.loop.samples, cfg.seed)
+    except im.ImageDataError as exc:
+        raise ConfigError(exc.key, exc.value, exc.allowed) from None
+    from collapse.engine import n_real_points
+    n_real = n_real_points(cfg.loop.real_fraction, cfg.loop.samples)
+    need = (cfg.generations - 1) * n_real if cfg.loop.real == "fresh" else 0
+    if need > len(data.fresh):
+        raise ConfigError("loop.real_fraction", cfg.loop.real_fraction,
+                          f"fresh real images are exhausted: generations - 1 = {cfg.generations - 1} batches x {n_real} "
+                          f"real images = {need}, but the fresh pool of source={s.name} holds {len(data.fresh)}; lower "
+                          "generations, loop.real_fraction or loop.samples, or use loop.real=fixed")
+    src = im.image_source(data, int(cfg.metrics.heldout), dtype_of(cfg), name=s.name)
+    if data.classes > 1:
+        clf = feature_classifier(s.name, data, cfg.seed)
+        src = dataclasses.replace(src, data={**src.data, "classifier": clf.params},
+                                  info={**src.info, "classifier_accuracy": clf.accuracy, "classifier": clf})
+    return src
+
+
+def feature_classifier(name: str, data, seed: int):
+    """The source's feature classifier: trained once per (source, split) in this process and cached."""
+    key = (name, data.heldout.shape, data.train0.shape, data.fresh.shape, seed,
+           float(data.heldout.sum()), float(data.train0[:10].sum()))
+    if key not in _CLASSIFIERS:
+        import numpy as np
+
+        from collapse.metrics.features import train_classifier
+        parts = [(data.train0, data.y_train0), (data.fresh, data.y_fresh)]
+        x = np.concatenate([p[0] for p in parts if len(p[0])])
+        y = np.concatenate([p[1] for p in parts if len(p[0])])
+        _CLASSIFIERS[key] = train_classifier(x, y, data.heldout, data.y_heldout, data.classes, seed=seed)
+    return _CLASSIFIERS[key]
+
+
+_CLASSIFIERS: dict = {}
 
 
 def _ngram_max_table() -> int:
@@ -388,6 +487,16 @@ def build_family(cfg, source):
                               f"large (max {_ngram_max_table()}); lower model.order or the vocabulary")
         return ngram(source.dim, m.order, m.smoothing, float(m.k), float(m.lam), decoding_of(cfg), source.segment,
                      prompt_length(cfg), dtype_of(cfg))
+    if m.name == "vae":
+        from collapse.families.vae import vae
+        lik = m.likelihood if m.likelihood != "auto" else ("bernoulli" if source.kind == "image" else "gaussian")
+        return vae(source.dim, latent=m.latent, hidden=m.hidden, likelihood=lik, steps=m.steps, batch=m.batch,
+                   lr=float(m.lr), warmup=m.warmup, init=m.init, dtype=dtype_of(cfg))
+    if m.name == "diffusion":
+        from collapse.families.diffusion import diffusion
+        return diffusion(source.dim, hidden=m.hidden, steps=m.steps, batch=m.batch, lr=float(m.lr), warmup=m.warmup,
+                         sampler_steps=m.sampler_steps, init=m.init, bounded=source.kind == "image",
+                         dtype=dtype_of(cfg))
     if m.name == "transformer":
         from collapse.families.transformer import transformer
         return transformer(source.dim, source.segment, layers=m.layers, d_model=m.d_model, heads=m.heads,

@@ -73,6 +73,7 @@ def write_run(run_dir: str | os.PathLike, cfg, metrics: pd.DataFrame, summary: d
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     for name, data in (extra or {}).items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(out / name, data)
     tmp = out / ".metrics.parquet.tmp"
     metrics.to_parquet(tmp, index=False)

@@ -25,9 +25,8 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
-
 from collapse.families.base import Family
+from collapse.families.training import adamw, tail_mean, train
 from collapse.text.decoding import Decoding, sample_token
 
 
@@ -119,10 +118,7 @@ def transformer(vocab: int, segment: int, layers: int = 2, d_model: int = 64, he
     """The ``transformer`` family (see the module docstring)."""
     V, L = vocab, segment
     net = TinyGPT(V, context, layers, d_model, heads, dtype)
-    warm = min(warmup, steps - 1)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), lr / 10)
-    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=weight_decay))
-    tail = max(1, steps // 10)
+    opt = adamw(lr, steps, warmup, weight_decay)
 
     def fresh(key):
         return net.init(key, jnp.zeros((1, L), jnp.int32))
@@ -137,20 +133,9 @@ def transformer(vocab: int, segment: int, layers: int = 2, d_model: int = 64, he
     def fit(key, data, mask, prev):
         k_init, k_steps = jax.random.split(key)
         start = fresh(k_init) if (prev is None or init == "scratch") else prev["net"]
-        logits_rows = jnp.where(mask, 0.0, -jnp.inf)
-
-        def loss_fn(variables, x):
-            return -jnp.mean(token_logp(variables, x))
-
-        def train_step(carry, k):
-            variables, state = carry
-            rows = jax.random.categorical(k, logits_rows, shape=(batch,))
-            loss, grads = jax.value_and_grad(loss_fn)(variables, data[rows])
-            updates, state = opt.update(grads, state, variables)
-            return (optax.apply_updates(variables, updates), state), loss
-
-        (variables, _), losses = jax.lax.scan(train_step, (start, opt.init(start)), jax.random.split(k_steps, steps))
-        return {"net": variables, "loss": jnp.mean(losses[-tail:]).astype(dtype)}
+        variables, losses = train(lambda v, x, k: -jnp.mean(token_logp(v, x)), start, data, mask, k_steps, steps,
+                                  batch, opt)
+        return {"net": variables, "loss": tail_mean(losses).astype(dtype)}
 
     def sample(key, params, m, scale, prompts):
         variables = params["net"]

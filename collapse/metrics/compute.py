@@ -23,6 +23,9 @@ TEXT = ("ppl_real", "kl_true", "token_entropy", "distinct_1", "distinct_2", "dis
         "vocab_coverage", "extinct_types", "rare_mass", "zipf_slope", "repetition", "ppl_gen0_q50", "ppl_gen0_q95",
         "ppl_gen0_q99")
 TEXT_SAMPLES_SHOWN = 3  # generated segments per generation kept for samples.jsonl
+NEURAL = ("nll_real", "frechet", "precision", "recall", "density", "coverage", "vendi", "class_tv", "mode_coverage",
+          "mode_quality", "train_loss")
+IMAGES_SHOWN = 16  # generated images (or 2-D points x 16) per generation kept for the sample grids
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ def build_metrics(source, family, mcfg, scale: float, dtype) -> MetricFns:
     alpha = float(mcfg["tail_level"])
     if source.kind == "text":
         return build_text_metrics(source, family, mcfg)
+    if source.kind == "image" or family.components is None:
+        return build_neural_metrics(source, family, mcfg, scale)
     if source.kind == "discrete":
         def param_fn(key, params, truth, heldout):
             return discrete_metrics(family.probs(params), truth["probs"], truth["tail_set"])
@@ -132,3 +137,58 @@ def build_text_metrics(source, family, mcfg) -> MetricFns:
         return out
 
     return MetricFns(TEXT, (), param_fn, lambda *a: {}, needs_gen0=True)
+
+
+def build_neural_metrics(source, family, mcfg, scale: float) -> MetricFns:
+    """Metrics of neural families (VAE, diffusion) on image and 2-D toy sources, every kept generation and
+    replicate, from ``metrics.eval_samples`` model draws (made at ``sampling.scale``) against as many held-out
+    real points:
+
+    frechet, precision, recall, density, coverage, vendi: in the feature space of the source's classifier when
+    it has one (labelled images), else in data space (:mod:`collapse.metrics.images`);
+    class_tv: total variation between the classifier's class histogram of the draws and the real one;
+    mode_coverage / mode_quality (sources with known modes): share of modes holding >= 1% of the draws /
+    share of draws within 3 standard deviations of a mode; nll_real: -mean log p_model over the held-out set
+    (VAE: the negative ELBO, an upper bound); train_loss: the family's final training loss.
+    """
+    from collapse.metrics import images as imm
+
+    eval_n = int(mcfg["eval_samples"])
+    knn_k, dc_k = int(mcfg["knn_k"]), int(mcfg["dc_k"])
+    data = source.data or {}
+    has_clf = "classifier" in data
+    has_modes = (source.info or {}).get("modes", 0) > 0
+    classes = int((source.info or {}).get("classes", 0) or 0)
+    shown = IMAGES_SHOWN * (16 if source.kind != "image" else 1)
+    names = [n for n in NEURAL if (n != "nll_real" or family.log_prob is not None) and (n != "class_tv" or has_clf)
+             and (n not in ("mode_coverage", "mode_quality") or has_modes)]
+
+    def param_fn(key, params, truth, heldout):
+        fake = family.sample(key, params, eval_n, scale, None)
+        real = heldout[:eval_n]
+        if has_clf:
+            from collapse.metrics.features import features, predict
+            fr, ff = features(truth["classifier"], real), features(truth["classifier"], fake)
+        else:
+            fr, ff = real, fake
+        out = dict(imm.neural_sample_metrics(fr, ff, knn_k, dc_k))
+        if has_clf:
+            out["class_tv"] = imm.class_tv(predict(truth["classifier"], fake), truth["real_class_hist"], classes)
+        if has_modes:
+            out.update(imm.mode_coverage(fake, truth["modes"], truth["mode_std"]))
+        if family.log_prob is not None:
+            out["nll_real"] = -jnp.mean(family.log_prob(params, heldout))
+        out["train_loss"] = params["loss"]
+        out = {k: out[k] for k in names}
+        ok = _finite_params(params)  # a diverged model: NaN metrics from that generation on
+        out = {k: jnp.where(ok, v, jnp.nan) for k, v in out.items()}
+        extra = fake if fake.shape[0] >= shown else family.sample(jax.random.fold_in(key, 7), params, shown, scale, None)
+        out["_samples"] = extra[:shown]
+        return out
+
+    return MetricFns(tuple(names), (), param_fn, lambda *a: {})
+
+
+def _finite_params(params):
+    leaves = [x for x in jax.tree_util.tree_leaves(params) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))

@@ -1,0 +1,46 @@
+"""The optimizer loop shared by the neural families (Transformer, VAE, diffusion), run inside the compiled
+generation program.
+
+``train`` takes ``steps`` AdamW steps (gradient clipped to global norm 1; learning rate warmed up linearly from 0
+to ``lr`` over ``warmup`` steps, then cosine-decayed to lr / 10) on minibatches of ``batch`` rows drawn
+uniformly with replacement from the rows of ``data`` whose ``mask`` is True. Everything is a ``lax.scan``, so
+replicates train together under ``vmap``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def adamw(lr: float, steps: int, warmup: int, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """Clipped AdamW with linear warm-up and cosine decay to lr / 10 over ``steps``."""
+    warm = min(warmup, steps - 1)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), lr / 10)
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=weight_decay))
+
+
+def train(loss_fn: Callable[[Any, Any, Any], jax.Array], params, data, mask, key, steps: int, batch: int,
+          opt: optax.GradientTransformation):
+    """Minimise ``loss_fn(params, minibatch, key)``; returns (params, per-step losses (steps,))."""
+    row_logits = jnp.where(mask, 0.0, -jnp.inf)
+
+    def step(carry, k):
+        p, state = carry
+        k_rows, k_loss = jax.random.split(k)
+        rows = jax.random.categorical(k_rows, row_logits, shape=(batch,))
+        mb = jax.tree_util.tree_map(lambda x: x[rows], data)
+        loss, grads = jax.value_and_grad(loss_fn)(p, mb, k_loss)
+        updates, state = opt.update(grads, state, p)
+        return (optax.apply_updates(p, updates), state), loss
+
+    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, steps))
+    return params, losses
+
+
+def tail_mean(losses, share: float = 0.1):
+    """Mean of the last ``share`` of the per-step losses (the reported training loss)."""
+    n = max(1, int(losses.shape[0] * share))
+    return jnp.mean(losses[-n:])
