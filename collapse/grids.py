@@ -29,7 +29,7 @@ def image_grid_png(images: np.ndarray, shape: tuple[int, int], title: str) -> by
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     H, W = shape
-    canvas = np.ones((rows * (H + 1) + 1, cols * (W + 1) + 1))
+    canvas = np.zeros((rows * (H + 1) + 1, cols * (W + 1) + 1))  # white separators (gray_r)
     for i, img in enumerate(np.clip(images, 0, 1)):
         r, c = divmod(i, cols)
         canvas[1 + r * (H + 1): 1 + r * (H + 1) + H, 1 + c * (W + 1): 1 + c * (W + 1) + W] = img.reshape(H, W)
