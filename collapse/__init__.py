@@ -8,6 +8,10 @@ __version__ = "0.1.0"
 
 import os as _os
 
+# Several collapse jobs may share one GPU (joblib / submitit launchers): no job preallocates the whole card.
+# Set XLA_PYTHON_CLIENT_PREALLOCATE=true yourself for a single large run.
+_os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 
 def _enable_compilation_cache() -> None:
     """Keep compiled programs on disk (``$COLLAPSE_CACHE_DIR``, default ``~/.cache/collapse/jax``) so a

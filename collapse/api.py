@@ -82,7 +82,8 @@ def prepare(cfg):
         sample_every=cfg.metrics.sample_every,
         heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=C.dtype_of(cfg))
     check_pool(cfg, spec, family, source)
-    metrics = build_metrics(source, family, cfg.metrics, spec.scale, spec.dtype)
+    metrics = build_metrics(source, family, cfg.metrics, spec.scale, spec.dtype,
+                            histogram=cfg.logger.name == "wandb")
     return source, family, spec, metrics
 
 
@@ -131,8 +132,9 @@ def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: flo
     }
 
 
-def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[bool] = None) -> Result:
-    """Run a composed config; writes ``run_dir`` if given."""
+def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[bool] = None,
+        group: Optional[str] = None) -> Result:
+    """Run a composed config; writes ``run_dir`` if given. ``group``: the wandb group (the sweep)."""
     t0 = time.perf_counter()
     quiet = cfg.quiet if quiet is None else quiet
     with precision_context(cfg):
@@ -162,7 +164,25 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
             extra["classifier.npz"] = classifier_bytes(clf)
     df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
     written = write_run(run_dir, cfg, df, summary, extra) if run_dir is not None else None
+    if cfg.logger.name == "wandb":
+        from collapse.wandb_log import log_run
+        summary["wandb_dir"] = log_run(cfg, df, summary, written, histogram_samples(eng), group=group)
+        if written is not None:
+            rewrite_summary(written, summary)
     return Result(df, cfg, summary, written, samples)
+
+
+def histogram_samples(eng) -> dict:
+    """{generation: replicate 0's kept samples, flattened} from the engine's ``_samples`` artifact."""
+    if not eng.artifacts or "_samples" not in eng.artifacts:
+        return {}
+    _ids, arr = eng.artifacts["_samples"][0]
+    return {int(g): np.asarray(arr[0, gi]).ravel() for gi, g in enumerate(eng.generations)}
+
+
+def rewrite_summary(run_dir: Path, summary: dict) -> None:
+    from collapse.runs import _atomic_write, _clean
+    _atomic_write(Path(run_dir) / "summary.json", json.dumps(_clean(summary), indent=2).encode())
 
 
 def text_samples(source, eng) -> list[dict]:
@@ -196,7 +216,7 @@ def sample_pictures(source, eng) -> dict[str, bytes]:
         modes = np.asarray(source.init(jax.random.key(0))["modes"])
     for gi, g in enumerate(eng.generations):
         x = np.asarray(arr[0, gi], dtype=np.float64)
-        if not np.isfinite(x).all():
+        if x.ndim != 2 or not np.isfinite(x).all():  # (1-D histogram draws of classical families: no picture)
             continue
         title = f"generation {int(g)} (replicate {int(ids[0])})"
         if source.kind == "image":

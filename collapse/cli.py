@@ -50,8 +50,13 @@ def _app(cfg: DictConfig) -> None:
     out = HydraConfig.get().runtime.output_dir
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     cfg.pop("hydra", None)
+    hc = HydraConfig.get()
+    group = None
+    if str(hc.mode) == "RunMode.MULTIRUN":
+        from pathlib import Path
+        group = "/".join(Path(hc.sweep.dir).parts[-3:])  # <name>/multirun/<timestamp>
     try:
-        res = run(cfg, run_dir=out)
+        res = run(cfg, run_dir=out, group=group)
     except C.ConfigError as exc:
         _fail(str(exc))
     s = res.summary
@@ -72,6 +77,8 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import warnings
+    warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema.*")  # submitit plugin
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "report":
         _fail("'collapse report' is not available yet (it arrives with the figures issue)")
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         C.check_group_overrides(overrides)
         if not multirun and not info:
-            cfg = C.compose([o for o in overrides if not o.lstrip("+~").startswith("hydra.")])
+            cfg = C.compose([o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))])
             C.validate(cfg)
             from collapse.api import prepare, precision_context
             with precision_context(cfg):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).parent / "conf"
-GROUPS = ("source", "model", "experiment")
+GROUPS = ("source", "model", "experiment", "logger", "hydra/launcher")
 
 SOURCE_KINDS = {"gaussian": "continuous", "gmm": "continuous", "student_t": "continuous", "zipf": "discrete",
                 "linear": "supervised", "text": "text", "markov": "text", "digits": "image", "idx": "image",
@@ -39,8 +39,22 @@ class ConfigError(ValueError):
         super().__init__(f"{key}={value!r}: {allowed}")
 
 
+LAUNCHER_PLUGINS = {"joblib": ("hydra_joblib_launcher",), "submitit_local": ("hydra_submitit_launcher",),
+                    "submitit_slurm": ("hydra_submitit_launcher",), "ray_aws": ("hydra_ray_launcher",),
+                    "rq": ("hydra_rq_launcher",)}
+
+
 def group_choices(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """Config names of ``group``: our yaml files, plus Hydra's installed launcher plugins for hydra/launcher."""
+    names = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+    if group == "hydra/launcher":
+        import importlib.util
+
+        names.add("basic")
+        for name, (module,) in LAUNCHER_PLUGINS.items():
+            if importlib.util.find_spec(f"hydra_plugins.{module}") is not None:
+                names.add(name)
+    return sorted(names)
 
 
 def check_group_overrides(overrides: Iterable[str]) -> None:
@@ -182,6 +196,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     _int(cfg, "engine.chunks")
     _num(cfg, "engine.max_pool_gib", 0.0, lo_open=True, allowed="must be a number > 0")
     _bool(cfg, "quiet")
+    if _choice(cfg, "logger.name", ("none", "wandb")) == "wandb":
+        _choice(cfg, "logger.mode", ("offline", "online", "disabled"))
     return cfg
 
 

@@ -237,6 +237,21 @@ class Chain:
         return jax.lax.scan(lambda st, g: self.step(st, g, data), state, gens)
 
 
+def replicate_ids(ids: np.ndarray):
+    """The replicate ids as the compiled program's input, sharded over ``jax.devices()`` (a 1-D mesh over
+    replicates) when there are several devices. The ids are padded (with extra replicates whose rows are dropped)
+    to a multiple of the device count. Each replicate's numbers depend only on its id, so results equal a
+    single-device run."""
+    devices = jax.devices()
+    ids = np.asarray(ids, np.uint32)
+    if len(devices) == 1:
+        return ids
+    pad = (-len(ids)) % len(devices)
+    ids = np.concatenate([ids, ids[-1] + 1 + np.arange(pad, dtype=np.uint32)])
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("replicate",))
+    return jax.device_put(ids, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("replicate")))
+
+
 ARTIFACT_REPLICATES = 2  # replicates whose artifacts (outputs named "_...") come back to the host
 
 
@@ -293,16 +308,20 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     data = tree_map(jnp.asarray, dict(source.data or {}))
     for ids, with_samples in groups:
         chain = Chain(source, family, spec, metrics, with_samples)
-        reps = np.asarray(ids, np.uint32)
+        reps = replicate_ids(ids)
         seed_arr = np.asarray(seed % 2**32, np.uint32)  # seeds are taken modulo 2^32
         t0 = time.perf_counter()
         first_v = jax.vmap(chain.first, in_axes=(None, 0, None))
-        first = jax.jit(first_v).lower(seed_arr, reps, data).compile()
+        sharded = getattr(reps, "sharding", None) if len(jax.devices()) > 1 else None
+        jit_kw = {"out_shardings": sharded} if sharded is not None else {}  # every output is per replicate
+        first = jax.jit(first_v, **jit_kw).lower(seed_arr, reps, data).compile()
         state_shape = jax.eval_shape(first_v, seed_arr, reps, data)[0]
+        if sharded is not None:
+            state_shape = tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharded), state_shape)
         advance = None
         if steps > 0:
             gens0 = np.arange(1, 1 + chunk, dtype=np.int32)
-            advance = jax.jit(jax.vmap(chain.advance, in_axes=(0, None, None)), donate_argnums=0).lower(
+            advance = jax.jit(jax.vmap(chain.advance, in_axes=(0, None, None)), donate_argnums=0, **jit_kw).lower(
                 state_shape, gens0, data).compile()
         compile_s += time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -322,7 +341,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         jax.block_until_ready(state)
         run_s += time.perf_counter() - t0
         # (replicates, kept generations) per metric
-        full = {k: np.concatenate([r[k] for r in rows], axis=1) for k in rows[0]}
+        full = {k: np.concatenate([r[k] for r in rows], axis=1)[: len(ids)] for k in rows[0]}  # drop padding
         for k in [k for k in full if k.startswith("_")]:  # artifacts (e.g. sample texts), not metric columns
             artifacts.setdefault(k, []).append((ids[:ARTIFACT_REPLICATES], full.pop(k)))
         n = len(ids)

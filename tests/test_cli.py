@@ -59,6 +59,7 @@ def test_python_dash_m_and_experiment_preset(tmp_path):
     (["nosuchkey=3"], "overrides"),
     (["model=kde", "loop.synthetic=accumulate", "generations=100000", "replicates=1000"], "engine.max_pool_gib"),
     (["report", "runs"], "report"),
+    (["-m", "hydra/launcher=nope", "loop.real_fraction=0,0.1"], "hydra/launcher"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_run_written(tmp_path, args, key):
     p = run_cli(args, tmp_path)
@@ -104,3 +105,25 @@ def test_hydra_multirun_writes_one_finished_run_per_job(tmp_path):
     fractions = [load_run(j).attrs["config"]["loop"]["real_fraction"] for j in jobs]
     assert fractions == [0.0, 0.5]
     assert "loop.real_fraction=0.5" in (jobs[1] / ".hydra" / "overrides.yaml").read_text()
+    from collapse.analysis import load_sweep
+    df = load_sweep(sweep)
+    assert len(df) == 2 * 4 * 3 and sorted(df["job"].unique()) == ["0", "1"]
+    assert sorted(df["loop.real_fraction"].unique()) == [0.0, 0.5]  # a column per override, as typed
+    assert df.groupby("job")["loop.real_fraction"].nunique().eq(1).all()
+    (jobs[1] / "summary.json").unlink()  # an unfinished job is skipped and listed
+    part = load_sweep(sweep)
+    assert part.attrs["unfinished"] == ["1"] and set(part["job"]) == {"0"}
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_multirun_through_a_parallel_launcher_gives_complete_job_folders(tmp_path, launcher):
+    from collapse.analysis import load_sweep
+    p = run_cli(["-m", f"hydra/launcher={launcher}", "loop.real_fraction=0,0.5", "generations=3", "replicates=4",
+                 "metrics.sample_based=false", "name=par"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    (sweep,) = (tmp_path / "runs" / "par" / "multirun").iterdir()
+    df = load_sweep(sweep)
+    assert sorted(df["job"].unique()) == ["0", "1"] and not df.attrs["unfinished"]
+    assert sorted(df["loop.real_fraction"].unique()) == [0.0, 0.5] and len(df) == 2 * 4 * 3
+    for job in ("0", "1"):
+        assert (sweep / job / "summary.json").is_file()

@@ -37,12 +37,32 @@ class MetricFns:
     needs_gen0: bool = False  # param_fn also takes the generation-0 params
 
 
-def build_metrics(source, family, mcfg, scale: float, dtype) -> MetricFns:
-    """``mcfg``: the validated ``metrics`` config node (tail_level, eval_samples, knn_k, dc_k, ...)."""
+def build_metrics(source, family, mcfg, scale: float, dtype, histogram: bool = False) -> MetricFns:
+    """``mcfg``: the validated ``metrics`` config node (tail_level, eval_samples, knn_k, dc_k, ...).
+    ``histogram``: also return ``_samples`` (model draws per kept generation, for the wandb histogram) for the
+    classical families (text and neural families always return theirs)."""
+    fns = _build_metrics(source, family, mcfg, scale, dtype)
+    if not histogram or source.kind not in ("continuous", "discrete") or "image" in family.kinds:
+        return fns  # text and neural families return their own _samples
+    inner = fns.param_fn
+
+    def param_fn(key, params, truth, heldout, *rest):
+        out = dict(inner(key, params, truth, heldout, *rest))
+        x = family.sample(jax.random.fold_in(key, 11), params, HISTOGRAM_DRAWS, scale, None)
+        out["_samples"] = x if x.ndim == 1 else x[:, 0]
+        return out
+
+    return MetricFns(fns.param_names, fns.sample_names, param_fn, fns.sample_fn, fns.needs_gen0)
+
+
+HISTOGRAM_DRAWS = 1000  # model draws per kept generation for the wandb histogram (classical families)
+
+
+def _build_metrics(source, family, mcfg, scale: float, dtype) -> MetricFns:
     alpha = float(mcfg["tail_level"])
     if source.kind == "text":
         return build_text_metrics(source, family, mcfg)
-    if source.kind == "image" or family.components is None:
+    if source.kind == "image" or "image" in family.kinds:  # neural generative families (vae, diffusion)
         return build_neural_metrics(source, family, mcfg, scale)
     if source.kind == "discrete":
         def param_fn(key, params, truth, heldout):
