@@ -140,8 +140,15 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
     with precision_context(cfg):
         source, family, spec, metrics = prepare(cfg)
         sample_reps = cfg.replicates if cfg.metrics.sample_replicates < 0 else cfg.metrics.sample_replicates
+        ckpt = None
+        if run_dir is not None:  # the config first, so an interrupted run can be resumed from its folder
+            from collapse.runs import write_config
+            write_config(run_dir, cfg)
+        if run_dir is not None and cfg.checkpoint.every > 0:
+            from collapse.checkpoint import Checkpointer
+            ckpt = Checkpointer(Path(run_dir) / "checkpoint", cfg.checkpoint.every, C.config_digest(cfg))
         eng = run_chains(source, family, spec, metrics, cfg.seed, cfg.replicates, sample_reps,
-                         chunks=cfg.engine.chunks, quiet=quiet)
+                         chunks=cfg.engine.chunks, quiet=quiet, checkpointer=ckpt)
     out_dtype = np.float64 if cfg.precision == "float64" else np.float32
     cols = {k: (v.astype(np.int64) if k in ("replicate", "generation") else v.astype(out_dtype))
             for k, v in eng.columns.items()}
@@ -164,6 +171,9 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
             extra["classifier.npz"] = classifier_bytes(clf)
     df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
     written = write_run(run_dir, cfg, df, summary, extra) if run_dir is not None else None
+    if written is not None:  # finished: the checkpoints have done their job
+        import shutil
+        shutil.rmtree(Path(written) / "checkpoint", ignore_errors=True)
     if cfg.logger.name == "wandb":
         from collapse.wandb_log import log_run
         summary["wandb_dir"] = log_run(cfg, df, summary, written, histogram_samples(eng), group=group)

@@ -50,14 +50,19 @@ def _app(cfg: DictConfig) -> None:
     out = HydraConfig.get().runtime.output_dir
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     cfg.pop("hydra", None)
+    if cfg.get("resume"):  # continue a run: its own config, written into its own folder
+        saved = OmegaConf.load(f"{cfg.resume}/config.yaml")
+        saved.resume, saved.quiet = cfg.resume, cfg.quiet
+        cfg = saved
     hc = HydraConfig.get()
     group = None
     if str(hc.mode) == "RunMode.MULTIRUN":
         from pathlib import Path
         group = "/".join(Path(hc.sweep.dir).parts[-3:])  # <name>/multirun/<timestamp>
+    from collapse.checkpoint import CheckpointError
     try:
         res = run(cfg, run_dir=out, group=group)
-    except C.ConfigError as exc:
+    except (C.ConfigError, CheckpointError) as exc:
         _fail(str(exc))
     s = res.summary
     print(f"collapse: finished '{cfg.name}': {cfg.replicates} replicates x {cfg.generations} generations "
@@ -76,6 +81,36 @@ def _app(cfg: DictConfig) -> None:
     print(f"  run directory: {out}")
 
 
+def _resume_argv(resume: str, overrides: list[str], argv: list[str]) -> list[str]:
+    """Check that ``resume`` is an unfinished run whose config agrees with the other overrides; return the
+    argument list that continues it in its own folder."""
+    from pathlib import Path
+
+    run = Path(resume)
+    if not (run / "config.yaml").is_file():
+        _fail(f"resume={resume!r}: not a run directory (no config.yaml); give the folder of a run started by collapse")
+    if (run / "summary.json").is_file():
+        print(f"collapse: resume={resume}: the run is already finished; nothing to do")
+        raise SystemExit(0)
+    saved = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=True)
+    others = [o for o in overrides if o.split("=", 1)[0] not in ("resume", "quiet")
+              and not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    if others:
+        try:
+            given = OmegaConf.to_container(C.compose(others), resolve=False)
+        except C.ConfigError as exc:
+            _fail(str(exc))
+        typed = [o.lstrip("+~").split("=", 1)[0] for o in others]
+        keys = [k for k in C.flat_items(given)
+                if any(k == t or k.startswith(t + ".") or t == "experiment" for t in typed)]
+        diff = [k for k in C.config_differences(saved, given) if k in keys]
+        if diff:
+            a, b = C.flat_items(saved), C.flat_items(given)
+            what = ", ".join(f"{k} (run: {a.get(k)!r}, given: {b.get(k)!r})" for k in diff[:5])
+            _fail(f"resume={resume!r}: the config differs from the run's in {what}; resume with the run's config")
+    return [*argv, f"hydra.run.dir={run}"]
+
+
 def main(argv: list[str] | None = None) -> None:
     import warnings
     warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema.*")  # submitit plugin
@@ -85,9 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     multirun = "-m" in argv or "--multirun" in argv
     info = any(a in INFO_FLAGS or a.startswith("--cfg") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]
+    resume = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "resume"), None)
+    if resume not in (None, "", "null") and not multirun and not info:
+        argv = _resume_argv(resume, overrides, argv)
+        overrides = [a for a in argv if not a.startswith("-")]
     try:
         C.check_group_overrides(overrides)
-        if not multirun and not info:
+        if not multirun and not info and resume in (None, "", "null"):
             cfg = C.compose([o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))])
             C.validate(cfg)
             from collapse.api import prepare, precision_context

@@ -196,6 +196,9 @@ def validate(cfg: DictConfig) -> DictConfig:
     _int(cfg, "engine.chunks")
     _num(cfg, "engine.max_pool_gib", 0.0, lo_open=True, allowed="must be a number > 0")
     _bool(cfg, "quiet")
+    _int(cfg, "checkpoint.every", lo=0, allowed="must be an integer >= 0 (0 = no checkpoints)")
+    if _get(cfg, "resume") is not None and not isinstance(_get(cfg, "resume"), str):
+        raise ConfigError("resume", _get(cfg, "resume"), "must be the path of a run directory")
     if _choice(cfg, "logger.name", ("none", "wandb")) == "wandb":
         _choice(cfg, "logger.mode", ("offline", "online", "disabled"))
     return cfg
@@ -531,3 +534,35 @@ def _kde_points(cfg) -> int:
     if cfg.loop.synthetic == "accumulate":
         return cfg.generations * cfg.loop.samples
     return cfg.loop.samples
+
+
+RESULT_NEUTRAL = ("resume", "quiet", "logger", "checkpoint")  # keys that never change a run's numbers
+
+
+def flat_items(node, prefix: str = "") -> dict:
+    """{dotted key: value} of a nested dict/config."""
+    out = {}
+    for k, v in (node.items() if isinstance(node, dict) else []):
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_items(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(saved: dict, given: dict) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (result-neutral keys ignored)."""
+    a, b = flat_items(saved), flat_items(given)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if k.split(".")[0] not in RESULT_NEUTRAL and a.get(k) != b.get(k)]
+
+
+def config_digest(cfg) -> str:
+    """A hash of everything that determines a run's numbers (for checkpoints)."""
+    import hashlib
+    import json
+
+    items = {k: v for k, v in flat_items(OmegaConf.to_container(cfg, resolve=True)).items()
+             if k.split(".")[0] not in RESULT_NEUTRAL}
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]

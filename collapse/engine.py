@@ -284,7 +284,7 @@ def _progress(label: str, done: int, prev: int, total: int, started: float) -> N
 
 
 def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, seed: int, replicates: int,
-               sample_replicates: int, chunks: int = 20, quiet: bool = True) -> EngineResult:
+               sample_replicates: int, chunks: int = 20, quiet: bool = True, checkpointer=None) -> EngineResult:
     """Run ``replicates`` chains; sample-based metrics only for replicates < ``sample_replicates``.
 
     Returns one row per (replicate, kept generation) as flat NumPy columns.
@@ -306,7 +306,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     all_cols: list[dict] = []
     artifacts: dict = {}
     data = tree_map(jnp.asarray, dict(source.data or {}))
-    for ids, with_samples in groups:
+    for gi, (ids, with_samples) in enumerate(groups):
         chain = Chain(source, family, spec, metrics, with_samples)
         reps = replicate_ids(ids)
         seed_arr = np.asarray(seed % 2**32, np.uint32)  # seeds are taken modulo 2^32
@@ -328,17 +328,33 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         label = ""
         if len(groups) > 1:
             label = f"replicates {ids[0]}-{ids[-1]} ({'with' if with_samples else 'without'} sample metrics): "
-        state, row0 = first(seed_arr, reps, data)
-        rows = [{k: _host(k, v)[:, None] for k, v in row0.items()}]
-        for c in range(n_chunks):
+        resumed = checkpointer.load(gi, state_shape) if checkpointer is not None else None
+        if resumed is not None:  # continue from the last durable chunk of this group
+            start_chunk, finished, state, saved_rows = resumed
+            rows = [saved_rows]
+            if finished:
+                start_chunk = n_chunks
+        else:
+            start_chunk = 0
+            state, row0 = first(seed_arr, reps, data)
+            rows = [{k: _host(k, v)[:, None] for k, v in row0.items()}]
+        since_save = 0
+        for c in range(start_chunk, n_chunks):
             start = 1 + c * chunk
             gens = np.arange(start, start + chunk, dtype=np.int32)
             state, out = advance(state, gens, data)
             keep = (gens < g_total) & ((gens % spec.every == 0) | (gens == g_total - 1))  # thin on arrival
             rows.append({k: _host(k, v)[:, keep] for k, v in out.items()})
+            since_save += chunk
+            if checkpointer is not None and checkpointer.due(since_save, c == n_chunks - 1):
+                checkpointer.save(gi, c + 1, state, rows)
+                since_save = 0
             if not quiet:
                 _progress(label, min(start + chunk, g_total), start, g_total, t0)
-        jax.block_until_ready(state)
+        if state is not None:
+            jax.block_until_ready(state)
+        if checkpointer is not None:
+            checkpointer.save(gi, n_chunks, None, rows, finished=True)
         run_s += time.perf_counter() - t0
         # (replicates, kept generations) per metric
         full = {k: np.concatenate([r[k] for r in rows], axis=1)[: len(ids)] for k in rows[0]}  # drop padding

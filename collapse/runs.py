@@ -65,6 +65,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_config(run_dir: str | os.PathLike, cfg) -> Path:
+    """Write the resolved ``config.yaml`` (at the start of a run: what ``resume`` reads back)."""
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    return out
+
+
 def write_run(run_dir: str | os.PathLike, cfg, metrics: pd.DataFrame, summary: dict,
               extra: dict[str, bytes] | None = None) -> Path:
     """Write config, ``extra`` files (name -> bytes, e.g. ``samples.jsonl``), metrics and (last) summary into
