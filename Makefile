@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_gaussian.py
 	$(BIN)/python benchmarks/bench_gmm.py
 	$(BIN)/python benchmarks/bench_transformer.py
+	$(BIN)/python benchmarks/bench_vae.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
