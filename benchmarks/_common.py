@@ -54,3 +54,59 @@ def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
     if a.quick:
         a.generations = max(2, a.generations // 10)
     return a
+
+
+# ----- memory and machine load (the neural benchmarks) -----------------------------------------------------
+MEM: list = []  # (label, peak RSS MiB, current RSS MiB) after each phase
+
+
+def peak_rss_mib() -> float:
+    """High-water mark of this process's resident memory (ru_maxrss, KiB on Linux)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cur_rss_mib() -> float:
+    """Current resident memory (VmRSS)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def mem(label: str) -> None:
+    MEM.append((label, peak_rss_mib(), cur_rss_mib()))
+
+
+def machine_busy(seconds: float = 1.0) -> float:
+    """Share of all CPUs' time not idle over ``seconds`` (from /proc/stat), this process idle meanwhile."""
+    import time
+
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    try:
+        t0, i0 = read()
+        time.sleep(seconds)
+        t1, i1 = read()
+        return 1.0 - (i1 - i0) / max(1, t1 - t0)
+    except OSError:
+        return 0.0
+
+
+def schedule_fn(lr: float, warmup: int, steps: int):
+    """optax.warmup_cosine_decay_schedule(0, lr, warm, max(steps, warm + 1), lr / 10) as collapse builds it."""
+    import math
+
+    warm = min(warmup, steps - 1)
+    decay = max(steps, warm + 1)
+    end = lr / 10
+
+    def f(t):
+        if t < warm:
+            return lr * t / warm
+        frac = min(t - warm, decay - warm) / (decay - warm)
+        return end + (lr - end) * 0.5 * (1 + math.cos(math.pi * frac))
+    return f

@@ -45,14 +45,13 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import shutil
 import sys
 import time
 
 import numpy as np
 
-from _common import parse as parse_args, parser, start
+from _common import MEM, machine_busy, mem, parse as parse_args, parser, schedule_fn, start
 
 TARGET = 1.5  # collapse / PyTorch throughput, training and sampling
 
@@ -81,55 +80,9 @@ def parse():
 # ------------------------------------------------------------------------------------------ memory
 
 
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def cur_rss_mib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-MEM = []
-
-
-def machine_busy(seconds=1.0):
-    """Share of all CPUs' time not idle over ``seconds`` (from /proc/stat), this process being idle meanwhile."""
-    def read():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]  # total, idle + iowait
-    try:
-        t0, i0 = read()
-        time.sleep(seconds)
-        t1, i1 = read()
-        return 1.0 - (i1 - i0) / max(1, t1 - t0)
-    except OSError:
-        return 0.0
-
-
-def mem(label):
-    MEM.append((label, peak_rss_mib(), cur_rss_mib()))
 
 
 # ------------------------------------------------------------------------------------------ schedule
-
-
-def schedule_fn(lr, warmup, steps):
-    """optax.warmup_cosine_decay_schedule(0, lr, warm, max(steps, warm + 1), lr / 10) as collapse builds it."""
-    warm = min(warmup, steps - 1)
-    decay = max(steps, warm + 1)
-    end = lr / 10
-
-    def f(t):
-        if t < warm:
-            return lr * t / warm
-        frac = min(t - warm, decay - warm) / (decay - warm)
-        return end + (lr - end) * 0.5 * (1 + math.cos(math.pi * frac))
-    return f
 
 
 # ------------------------------------------------------------------------------------------ PyTorch
