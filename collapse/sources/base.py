@@ -68,3 +68,14 @@ class Source:
     real_batch: Optional[Callable[..., Batch]] = None
     segment: int = 0
     info: Optional[dict] = None
+
+
+def ordered_real_batch(truth: Truth, g, n: int):
+    """Real units of generation ``g`` of a finite source split into ``train0`` and ``fresh`` (shared data):
+    g = 0 (a Python int, known at trace time) reads generation 0's batch, g >= 1 the fresh pool in order,
+    rows (g - 1) n .. g n - 1, so no unit is used twice (the run checks beforehand that the pool suffices)."""
+    import jax
+
+    if isinstance(g, int) and g == 0:
+        return truth["train0"][:n]
+    return jax.lax.dynamic_slice_in_dim(truth["fresh"], (g - 1) * n, n, 0)

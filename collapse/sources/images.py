@@ -35,11 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse.sources.base import Source
+from collapse.sources.base import Source, ordered_real_batch
 
 # IDX type code -> big-endian numpy dtype
 IDX_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
@@ -292,15 +291,10 @@ def image_source(data: ImageData, heldout: int, dtype=jnp.float32, name: str = "
     def init(key):
         return {}
 
-    def real_batch(truth, g, n):
-        if isinstance(g, int) and g == 0:
-            return truth["train0"][:n]
-        return jax.lax.dynamic_slice_in_dim(truth["fresh"], (g - 1) * n, n, 0)
-
     def sample(key, truth, n):
         raise TypeError("the image source is finite: real batches come from real_batch")
 
-    return Source(name, "image", H * W, init, sample, log_prob=None, data=shared, real_batch=real_batch,
+    return Source(name, "image", H * W, init, sample, log_prob=None, data=shared, real_batch=ordered_real_batch,
                   info={"shape": (H, W), "classes": data.classes, "images_total": data.total,
                         "images_heldout": len(data.heldout), "images_train0": len(data.train0),
                         "images_fresh": len(data.fresh)})

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse.sources.base import Source
+from collapse.sources.base import Source, ordered_real_batch
 from collapse.text import markov as mk
 from collapse.text.corpus import Corpus
 from collapse.text.metrics import tail_set
@@ -41,11 +41,6 @@ def text(corpus: Corpus, heldout: int, prompt: int, dtype=jnp.float32) -> Source
     def init(key):
         return {}
 
-    def real_batch(truth, g, n):
-        if isinstance(g, int) and g == 0:
-            return truth["train0"][:n]
-        return jax.lax.dynamic_slice_in_dim(truth["fresh"], (g - 1) * n, n, 0)
-
     def sample(key, truth, n):
         raise TypeError("the text source is finite: real batches come from real_batch")
 
@@ -54,7 +49,7 @@ def text(corpus: Corpus, heldout: int, prompt: int, dtype=jnp.float32) -> Source
         return truth["train0"][rows, :prompt]
 
     return Source("text", "text", corpus.vocab_size, init, sample, log_prob=None,
-                  covariates=covariates if prompt > 0 else None, data=data, real_batch=real_batch, segment=L,
+                  covariates=covariates if prompt > 0 else None, data=data, real_batch=ordered_real_batch, segment=L,
                   info={"prompt": prompt, "vocab": corpus.vocab, "level": corpus.level,
                         "corpus_tokens": corpus.tokens_total, "segments_heldout": len(corpus.heldout),
                         "segments_train0": len(corpus.train0), "segments_fresh": len(corpus.fresh)})
