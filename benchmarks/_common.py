@@ -79,6 +79,15 @@ def mem(label: str) -> None:
     MEM.append((label, peak_rss_mib(), cur_rss_mib()))
 
 
+def print_memory(width: int = 40) -> None:
+    """The RSS table of every :func:`mem` phase so far."""
+    print("process RSS after each phase (peak = ru_maxrss high-water mark so far; current = VmRSS):")
+    prev = 0.0
+    for label, peak, cur in MEM:
+        print(f"  {label:{width}s} peak {peak:8.1f} MiB (+{peak - prev:7.1f})   current {cur:8.1f} MiB")
+        prev = peak
+
+
 def machine_busy(seconds: float = 1.0) -> float:
     """Share of all CPUs' time not idle over ``seconds`` (from /proc/stat), this process idle meanwhile."""
     import time

@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 
-from _common import MEM, machine_busy, mem, parse as parse_args, parser, schedule_fn, start
+from _common import machine_busy, mem, print_memory, parse as parse_args, parser, schedule_fn, start
 
 TARGET = 1.5  # collapse / PyTorch throughput, training and sampling
 
@@ -495,11 +495,7 @@ def main():
         print(f"collapse training program buffer plan (XLA memory_analysis): arguments "
               f"{ma.argument_size_in_bytes / mib:.1f} MiB, outputs {ma.output_size_in_bytes / mib:.1f} MiB, "
               f"temporaries {ma.temp_size_in_bytes / mib:.1f} MiB, code {ma.generated_code_size_in_bytes / mib:.1f} MiB")
-    print("process RSS after each phase (peak = ru_maxrss high-water mark so far; current = VmRSS):")
-    prev = 0.0
-    for label, peak, cur in MEM:
-        print(f"  {label:40s} peak {peak:8.1f} MiB (+{peak - prev:7.1f})   current {cur:8.1f} MiB")
-        prev = peak
+    print_memory(40)
     if sim is not None:
         print(f"end to end, default text config {' '.join(sim['ov'])}:")
         print(f"  compile_s {sim['compile']:.2f} s, run_s {sim['run']:.2f} s (generations 0 and 1), "

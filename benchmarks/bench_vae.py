@@ -66,7 +66,7 @@ import time
 
 import numpy as np
 
-from _common import MEM, machine_busy, mem, parse as parse_args, parser, schedule_fn, start
+from _common import machine_busy, mem, print_memory, parse as parse_args, parser, schedule_fn, start
 
 TARGET = 1.5  # PyTorch s/gen / collapse s/gen, one replicate
 
@@ -615,11 +615,7 @@ def main():
             line += f"   PyTorch {np.nanmean(tv):9.4f} (R={len(tv)})"
         print(line)
 
-    print("process RSS after each phase (peak = ru_maxrss high-water mark so far; current = VmRSS):")
-    prev = 0.0
-    for label, peak, cur in MEM:
-        print(f"  {label:44s} peak {peak:8.1f} MiB (+{peak - prev:7.1f})   current {cur:8.1f} MiB")
-        prev = peak
+    print_memory(44)
     worst = max(disturbed) if disturbed else 0.0
     if worst > NOISY:
         print(f"WARNING: other processes used up to {100 * worst:.0f}% of the machine's CPU time during timed runs "

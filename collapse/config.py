@@ -412,9 +412,6 @@ def _build_text_source(cfg):
                           f"real segments = {need} segments, but the fresh pool of source.corpus={s.corpus} holds "
                           f"{len(corpus.fresh)} ({len(corpus.fresh) * s.segment} tokens); lower generations, "
                           "loop.real_fraction or loop.samples, or use loop.real=fixed")
-    if cfg.model.name == "ngram" and corpus.vocab_size ** cfg.model.order > _ngram_max_table():
-        raise ConfigError("model.order", cfg.model.order, f"a table of V^order = {corpus.vocab_size}^{cfg.model.order} "
-                          f"entries is too large (max {_ngram_max_table()}); lower model.order or source.vocab_size")
     top_k = cfg.sampling.top_k
     if top_k > corpus.vocab_size:
         raise ConfigError("sampling.top_k", top_k, f"must be <= the vocabulary size {corpus.vocab_size} (0 = off)")

@@ -257,8 +257,7 @@ ARTIFACT_REPLICATES = 2  # replicates whose artifacts (outputs named "_...") com
 
 def _host(name: str, value) -> np.ndarray:
     """Device output to NumPy; artifacts keep only their first replicates."""
-    v = np.asarray(value[:ARTIFACT_REPLICATES] if name.startswith("_") else value)
-    return v
+    return np.asarray(value[:ARTIFACT_REPLICATES] if name.startswith("_") else value)
 
 
 @dataclass
