@@ -31,7 +31,8 @@ def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
     """Every finished job of a Hydra multirun folder (``runs/<name>/multirun/<timestamp>``) in one DataFrame:
     the metric rows of each job plus a ``job`` column and one column per override, named by the dotted key as
     typed (``loop.real_fraction``); a key that collides with a metric column (e.g. ``precision``) becomes
-    ``config.<key>``. A single run directory is read as a one-job sweep. Unfinished jobs are skipped and listed in
+    ``config.<key>``. A single run directory (also a vectorised sweep, whose table already has a column per swept
+    key) is read as a one-job sweep. Unfinished jobs are skipped and listed in
     ``df.attrs["unfinished"]``; a folder with no finished job raises :class:`NotARunError`."""
     root = Path(path)
     if not root.is_dir():
@@ -49,7 +50,7 @@ def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
         metric_cols = set(df.columns)
         for ov in _overrides(job):
             key, _, value = ov.lstrip("+~").partition("=")
-            if key.startswith("hydra."):
+            if key.startswith(("hydra.", "sweep.")):  # a vectorised sweep's keys are columns already
                 continue
             col = f"config.{key}" if key in metric_cols else key
             df[col] = _parse(value)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from collapse import config as C
+from collapse import config as C, sweep
 from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
 from collapse.metrics.compute import SAMPLE_BASED, build_metrics
 from collapse.runs import t_interval, versions, write_run
@@ -54,26 +54,59 @@ def resolve_path(cfg, source, family) -> str:
     return cfg.engine.path
 
 
-def check_pool(cfg, spec: LoopSpec, family, source) -> None:
-    """Refuse an accumulate pool larger than ``engine.max_pool_gib`` (all replicates together)."""
+def check_pool(cfg, spec: LoopSpec, family, source, points: int = 1) -> None:
+    """Refuse an accumulate pool larger than ``engine.max_pool_gib`` (all replicates and sweep points together)."""
     if not uses_pool(spec, family):
         return
     if source.kind == "text":
         row_bytes = 4 * source.segment
     else:
         row_bytes = (source.dim + (1 if source.kind == "supervised" else 0)) * (8 if cfg.precision == "float64" else 4)
-    gib = cfg.replicates * cfg.generations * spec.samples * row_bytes / 2**30
+    gib = points * cfg.replicates * cfg.generations * spec.samples * row_bytes / 2**30
     if gib > cfg.engine.max_pool_gib:
+        what = "sweep points x replicates" if points > 1 else "replicates"
         raise C.ConfigError("replicates", cfg.replicates,
-                            f"the accumulate pool would take {gib:.1f} GiB (replicates x generations x loop.samples "
+                            f"the accumulate pool would take {gib:.1f} GiB ({what} x generations x loop.samples "
                             f"rows) > engine.max_pool_gib={cfg.engine.max_pool_gib}; lower replicates or generations")
 
 
 def prepare(cfg):
-    """Validate and build (source, family, spec, metric functions); call inside ``precision_context``."""
+    """Validate and build (source, family, spec, metric functions); call inside ``precision_context``.
+    For a vectorised sweep this checks every point and builds from the first (see :func:`prepare_sweep`)."""
+    if sweep.axes(cfg):
+        return prepare_sweep(cfg)[:4]
     C.validate(cfg)
     source = C.build_source(cfg)
     family = C.build_family(cfg, source)
+    spec = loop_spec(cfg, source, family)
+    metrics = build_metrics(source, family, cfg.metrics, spec.scale, spec.dtype,
+                            histogram=cfg.logger.name == "wandb")
+    return source, family, spec, metrics
+
+
+def prepare_sweep(cfg):
+    """(source, family, spec, metrics, per-point engine inputs, point configs, points) of a vectorised sweep:
+    every point's config is validated; they must share one program (only seed / n_real / scale differ)."""
+    axes = sweep.axes(cfg)
+    points = sweep.grid(axes)
+    cfgs = [sweep.point_config(cfg, p) for p in points]
+    for pcfg in cfgs:
+        try:
+            C.validate(pcfg)
+        except C.ConfigError as exc:  # name the swept key the user typed
+            swept = next((k for k in axes if exc.key == k), None)
+            if swept is None:
+                raise
+            raise C.ConfigError(f"sweep.{swept}", axes[swept], f"value {exc.value!r}: {exc.allowed}") from None
+    source, family, spec, metrics = prepare(cfgs[0])
+    sweep.check_source(axes, source, family)
+    specs = [spec] + [loop_spec(c, source, family) for c in cfgs[1:]]
+    check_pool(cfg, spec, family, source, points=len(points))
+    return source, family, spec, metrics, sweep.dynamic_values(cfgs, specs, axes), cfgs, points
+
+
+def loop_spec(cfg, source, family) -> LoopSpec:
+    """The static loop description of a validated config (checks the engine path and the pool size)."""
     path = resolve_path(cfg, source, family)
     samples, n_real = batch_units(cfg, source)
     spec = LoopSpec(
@@ -82,9 +115,7 @@ def prepare(cfg):
         sample_every=cfg.metrics.sample_every,
         heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=C.dtype_of(cfg))
     check_pool(cfg, spec, family, source)
-    metrics = build_metrics(source, family, cfg.metrics, spec.scale, spec.dtype,
-                            histogram=cfg.logger.name == "wandb")
-    return source, family, spec, metrics
+    return spec
 
 
 def theory_for(cfg, generations: int) -> dict:
@@ -135,20 +166,13 @@ def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: flo
 def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[bool] = None,
         group: Optional[str] = None) -> Result:
     """Run a composed config; writes ``run_dir`` if given. ``group``: the wandb group (the sweep)."""
+    if sweep.axes(cfg):
+        return run_sweep(cfg, run_dir, quiet, group)
     t0 = time.perf_counter()
     quiet = cfg.quiet if quiet is None else quiet
     with precision_context(cfg):
         source, family, spec, metrics = prepare(cfg)
-        sample_reps = cfg.replicates if cfg.metrics.sample_replicates < 0 else cfg.metrics.sample_replicates
-        ckpt = None
-        if run_dir is not None:  # the config first, so an interrupted run can be resumed from its folder
-            from collapse.runs import write_config
-            write_config(run_dir, cfg)
-        if run_dir is not None and cfg.checkpoint.every > 0:
-            from collapse.checkpoint import Checkpointer
-            ckpt = Checkpointer(Path(run_dir) / "checkpoint", cfg.checkpoint.every, C.config_digest(cfg))
-        eng = run_chains(source, family, spec, metrics, cfg.seed, cfg.replicates, sample_reps,
-                         chunks=cfg.engine.chunks, quiet=quiet, checkpointer=ckpt)
+        eng = _run_engine(cfg, run_dir, quiet, source, family, spec, metrics)
     out_dtype = np.float64 if cfg.precision == "float64" else np.float32
     cols = {k: (v.astype(np.int64) if k in ("replicate", "generation") else v.astype(out_dtype))
             for k, v in eng.columns.items()}
@@ -182,12 +206,93 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
     return Result(df, cfg, summary, written, samples)
 
 
-def histogram_samples(eng) -> dict:
-    """{generation: replicate 0's kept samples, flattened} from the engine's ``_samples`` artifact."""
+def _run_engine(cfg, run_dir, quiet, source, family, spec, metrics, points=None):
+    """Write the config (so an interrupted run can be resumed from its folder), then run the chains with
+    checkpoints every ``checkpoint.every`` generations when there is a run directory."""
+    sample_reps = cfg.replicates if cfg.metrics.sample_replicates < 0 else cfg.metrics.sample_replicates
+    ckpt = None
+    if run_dir is not None:
+        from collapse.runs import write_config
+        write_config(run_dir, cfg)
+    if run_dir is not None and cfg.checkpoint.every > 0:
+        from collapse.checkpoint import Checkpointer
+        ckpt = Checkpointer(Path(run_dir) / "checkpoint", cfg.checkpoint.every, C.config_digest(cfg))
+    return run_chains(source, family, spec, metrics, cfg.seed, cfg.replicates, sample_reps,
+                      chunks=cfg.engine.chunks, quiet=quiet, checkpointer=ckpt, points=points)
+
+
+def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group: Optional[str] = None) -> Result:
+    """A vectorised sweep (``sweep.<key>=[...]``): every point in one compiled program, one run directory whose
+    ``metrics.parquet`` has a column per swept key (named by the dotted key) besides replicate and generation;
+    ``summary.json`` holds the final-generation intervals per point under ``points``."""
+    t0 = time.perf_counter()
+    quiet = cfg.quiet if quiet is None else quiet
+    with precision_context(cfg):
+        source, family, spec, metrics, dynamic, cfgs, points = prepare_sweep(cfg)
+        per_point = {k: np.asarray(v) for k, v in dynamic.items()}
+        if not per_point:  # every axis repeats one value: still one row block per point
+            per_point = {"seed": np.asarray([int(c.seed) for c in cfgs])}
+        eng = _run_engine(cfg, run_dir, quiet, source, family, spec, metrics, per_point)
+    out_dtype = np.float64 if cfg.precision == "float64" else np.float32
+    cols = dict(eng.columns)
+    point = cols.pop("point").astype(np.int64)
+    keys = list(points[0])
+    table = {"replicate": cols.pop("replicate").astype(np.int64), "generation": cols.pop("generation").astype(np.int64)}
+    for key in keys:
+        table[key] = np.asarray([p[key] for p in points])[point]
+    table.update({k: v.astype(out_dtype) for k, v in cols.items()})
+    df = pd.DataFrame(table).sort_values(keys + ["replicate", "generation"], kind="stable").reset_index(drop=True)
+    wall = time.perf_counter() - t0
+    point_summaries, events = [], []
+    for pcfg, p in zip(cfgs, points):
+        sub = point_rows(df, p)
+        ps = summarize(pcfg, sub, path=spec.path, wall_s=wall, compile_s=eng.compile_s, run_s=eng.run_s)
+        events += [{**e, "point": p} for e in ps["events"]]
+        point_summaries.append({"point": p, "metrics": ps["metrics"], "theory": ps["theory"]})
+    summary = {
+        "status": "finished", "name": cfg.name, "generation": int(df["generation"].max()),
+        "replicates": int(cfg.replicates), "engine_path": spec.path,
+        "sweep": {"keys": keys, "points": len(points)}, "points": point_summaries,
+        "wall_time_s": wall, "compile_s": eng.compile_s, "run_s": eng.run_s, "versions": versions(),
+        "events": events,
+    }
+    df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
+    written = write_run(run_dir, cfg, df, summary) if run_dir is not None else None
+    if written is not None:
+        import shutil
+        shutil.rmtree(Path(written) / "checkpoint", ignore_errors=True)
+    if cfg.logger.name == "wandb":  # one wandb run per point, grouped by the sweep
+        from collapse.wandb_log import log_run
+        dirs = []
+        for i, (pcfg, p, ps) in enumerate(zip(cfgs, points, point_summaries)):
+            if pcfg.logger.get("run_name") is None:
+                pcfg.logger.run_name = sweep.label(p)
+            psum = {**summary, "metrics": ps["metrics"], "theory": ps["theory"], "events": []}
+            dirs.append(log_run(pcfg, point_rows(df, p), psum, written, histogram_samples(eng, i),
+                                group=group or (str(written) if written is not None else cfg.name)))
+            events += psum["events"]
+        summary["wandb_dirs"] = dirs
+        if written is not None:
+            rewrite_summary(written, summary)
+    return Result(df, cfg, summary, written, [])
+
+
+def point_rows(df: pd.DataFrame, point: dict) -> pd.DataFrame:
+    """The rows of one sweep point, without the swept columns: the table its single run would write."""
+    mask = np.ones(len(df), bool)
+    for key, value in point.items():
+        mask &= (df[key] == value).to_numpy()
+    return df[mask].drop(columns=list(point)).reset_index(drop=True)
+
+
+def histogram_samples(eng, point: int = 0) -> dict:
+    """{generation: replicate 0's kept samples, flattened} from the engine's ``_samples`` artifact (of sweep point
+    ``point``: artifacts hold the first replicates of every point, point-major)."""
     if not eng.artifacts or "_samples" not in eng.artifacts:
         return {}
-    _ids, arr = eng.artifacts["_samples"][0]
-    return {int(g): np.asarray(arr[0, gi]).ravel() for gi, g in enumerate(eng.generations)}
+    ids, arr = eng.artifacts["_samples"][0]
+    row = point * len(ids)
+    return {int(g): np.asarray(arr[row, gi]).ravel() for gi, g in enumerate(eng.generations)}
 
 
 def rewrite_summary(run_dir: Path, summary: dict) -> None:

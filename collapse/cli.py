@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 import hydra
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,14 +22,16 @@ def _fail(msg: str) -> "None":
     raise SystemExit(2)
 
 
+HEADLINE = ("var_ratio", "mean_err", "tail_mass", "kl_true", "ppl_real", "rare_mass", "distinct_4", "frechet",
+            "class_tv", "mode_coverage", "support", "entropy", "test_error", "recall")  # shown first, in this order
+
+
 def headline(res) -> list[str]:
     """A few lines that say what the run showed: generation 0 vs the last generation, with theory."""
     s = res.summary
     df = res.metrics
     first = df[df["generation"] == 0]
-    keys = [k for k in ("var_ratio", "mean_err", "tail_mass", "kl_true", "ppl_real", "rare_mass", "distinct_4",
-                        "frechet", "class_tv", "mode_coverage", "support", "entropy", "test_error", "recall")
-            if k in s["metrics"] and s["metrics"][k]["mean"] is not None]
+    keys = [k for k in HEADLINE if k in s["metrics"] and s["metrics"][k]["mean"] is not None]
     lines = []
     for k in keys[:4]:
         m = s["metrics"][k]
@@ -65,6 +68,9 @@ def _app(cfg: DictConfig) -> None:
     except (C.ConfigError, CheckpointError) as exc:
         _fail(str(exc))
     s = res.summary
+    if "points" in s:
+        print_sweep(res, out)
+        return
     print(f"collapse: finished '{cfg.name}': {cfg.replicates} replicates x {cfg.generations} generations "
           f"of model={cfg.model.name} on source={cfg.source.name} ({cfg.loop.synthetic}, real_fraction="
           f"{cfg.loop.real_fraction}) in {s['wall_time_s']:.1f} s (compile {s['compile_s']:.1f} s); "
@@ -79,6 +85,31 @@ def _app(cfg: DictConfig) -> None:
     if (Path(out) / "samples").is_dir():
         print(f"  sample pictures per generation: {Path(out) / 'samples'}")
     print(f"  run directory: {out}")
+
+
+def print_sweep(res, out: str) -> None:
+    """What a vectorised sweep showed: per point, generation 0 vs the last generation of a few metrics."""
+    cfg, s = res.config, res.summary
+    keys = s["sweep"]["keys"]
+    print(f"collapse: finished vectorised sweep '{cfg.name}' over {', '.join(keys)}: {s['sweep']['points']} points x "
+          f"{cfg.replicates} replicates x {cfg.generations} generations of model={cfg.model.name} on "
+          f"source={cfg.source.name} in one program, {s['wall_time_s']:.1f} s (compile {s['compile_s']:.1f} s); "
+          f"final generation {s['generation']}, mean [95% interval] over replicates:")
+    names = [k for k in HEADLINE if k in s["points"][0]["metrics"]][:3]
+    df = res.metrics
+    for p in s["points"]:
+        first = df[(df["generation"] == 0) & np.logical_and.reduce([df[k] == v for k, v in p["point"].items()])]
+        parts = []
+        for k in names:
+            m = p["metrics"][k]
+            if m["mean"] is None:
+                continue
+            ci = f" [{m['lo']:.3g}, {m['hi']:.3g}]" if m["lo"] is not None else ""
+            parts.append(f"{k} {first[k].mean():.3g} -> {m['mean']:.3g}{ci}")
+        label = ", ".join(f"{k}={v}" for k, v in p["point"].items())
+        print(f"  {label}: " + "; ".join(parts))
+    print(f"  run directory: {out} (metrics.parquet has a column per swept key; "
+          f"collapse.analysis.load_sweep reads it)")
 
 
 def _resume_argv(resume: str, overrides: list[str], argv: list[str]) -> list[str]:
@@ -114,7 +145,9 @@ def _resume_argv(resume: str, overrides: list[str], argv: list[str]) -> list[str
 def main(argv: list[str] | None = None) -> None:
     import warnings
     warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema.*")  # submitit plugin
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from collapse.sweep import rewrite_overrides
+
+    argv = rewrite_overrides(list(sys.argv[1:] if argv is None else argv))
     if argv and argv[0] == "report":
         _fail("'collapse report' is not available yet (it arrives with the figures issue)")
     multirun = "-m" in argv or "--multirun" in argv

@@ -72,7 +72,9 @@ def compose(overrides: Iterable[str] = ()) -> DictConfig:
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    overrides = list(overrides)
+    from collapse.sweep import rewrite_overrides
+
+    overrides = rewrite_overrides(overrides)
     check_group_overrides(overrides)
     was = GlobalHydra.instance().is_initialized()
     if was:

@@ -102,11 +102,43 @@ def _maybe(pred, fn):
     return jax.lax.cond(pred, fn, lambda: tree_map(_missing, shapes))
 
 
-class Chain:
-    """Builds the per-replicate functions ``first(rkey)`` and ``advance(state, gens)``."""
+def _where(pred, a, b):
+    """Leaf-wise ``a if pred else b`` for two trees of one structure (``pred`` traced)."""
+    return tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
 
-    def __init__(self, source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, with_samples: bool):
+
+def _interleave(real, syn, n_real):
+    """Rows ``real[:n_real]`` then ``syn[:m - n_real]`` (m rows in all) for a traced ``n_real``: the batch a
+    single run builds by concatenation with a static ``n_real``."""
+    def one(r, s):
+        i = jnp.arange(r.shape[0])
+        j = jnp.clip(i - n_real, 0, r.shape[0] - 1)
+        pick = (i < n_real).reshape((-1,) + (1,) * (r.ndim - 1))
+        return jnp.where(pick, r, s[j])
+    return tree_map(one, real, syn)
+
+
+POINT_VALUES = ("n_real", "scale")  # loop values every row receives as runtime inputs (a sweep varies them)
+
+
+class Chain:
+    """Builds the per-replicate functions ``first(seed, replicate, data, point)`` and ``advance(state, gens)``.
+
+    ``point``: the row's ``n_real`` and ``sampling.scale`` (:data:`POINT_VALUES`), runtime inputs of every run,
+    so a single run and a sweep point compute the same operations on the same values (constants would be
+    folded by XLA with other rounding). ``dynamic``: {"n_real"} when the rows of one program have different
+    ``n_real`` (a vectorised sweep); shapes stay fixed: on the sample path real and synthetic points are drawn
+    for the whole batch and interleaved by position (each draw's first rows equal a smaller draw), on the
+    statistic path both parts are drawn with the row's counts and the right merge is selected. Otherwise the
+    static ``spec.n_real`` decides which parts exist.
+    """
+
+    def __init__(self, source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, with_samples: bool,
+                 dynamic: frozenset = frozenset()):
         self.source, self.family, self.spec, self.metrics = source, family, spec, metrics
+        self.dyn = frozenset(dynamic)
+        # counts of the statistic path as runtime values (supervised statistics slice a design: static counts)
+        self.runtime_counts = spec.path == "stats" and source.kind != "supervised"
         self.with_samples = with_samples and bool(metrics.sample_names)
         self.pool = uses_pool(spec, family)
         self.acc_stats = spec.synthetic == "accumulate" and (spec.path == "stats" or family.has_stats)
@@ -120,8 +152,9 @@ class Chain:
             return self.source.sample_stats(key, truth, n)
         return self.source.sample(key, truth, n)
 
-    def _synthetic(self, key, truth, params, n):
-        src, fam, scale = self.source, self.family, self.spec.scale
+
+    def _synthetic(self, key, truth, params, n, scale):
+        src, fam = self.source, self.family
         k_cov, k_syn = jax.random.split(key) if src.covariates is not None else (None, key)
         if self.spec.path == "stats":
             cov_stats = src.covariate_stats(k_cov, truth, n) if src.kind == "supervised" else None
@@ -140,6 +173,7 @@ class Chain:
     # ----- metrics ----------------------------------------------------------------------------------
     def _metrics(self, key, g, params, state, truth):
         spec, m = self.spec, self.metrics
+        truth = {**truth, "sampling_scale": state["point"]["scale"]}  # metric draws from the model use it
         keep = (g % spec.every == 0) | (g == spec.generations - 1)
         heldout = state["heldout"] if "heldout" in state else truth.get("heldout")
         args = (params, truth, heldout) + ((state["gen0"],) if m.needs_gen0 else ())
@@ -151,29 +185,41 @@ class Chain:
         return out
 
     # ----- generation 0 -----------------------------------------------------------------------------
-    def first(self, seed, replicate, data):
+    def first(self, seed, replicate, data, point=None):
         """Generation 0 of replicate ``replicate``: key ``fold_in(key(seed), replicate)``. ``data``: the
-        source's shared arrays (unbatched), merged into every truth lookup."""
+        source's shared arrays (unbatched), merged into every truth lookup; ``point``: this row's dynamic
+        loop values (a vectorised sweep)."""
         spec, src, fam = self.spec, self.source, self.family
+        n_real, dyn_real = point["n_real"], "n_real" in self.dyn
         rkey = jax.random.fold_in(jax.random.key(seed), replicate)
         k_truth, k_held, k_gen = jax.random.split(rkey, 3)
         own = src.init(k_truth)
         truth = {**own, **data}
-        state: dict = {"k_gen": k_gen, "truth": own}
+        state: dict = {"k_gen": k_gen, "truth": own, "point": dict(point)}
         if src.kind == "continuous" or (src.kind == "text" and "heldout" not in data):
             state["heldout"] = src.sample(k_held, truth, spec.heldout)
         k_real, k_rest, k_fit, k_metric = jax.random.split(jax.random.fold_in(k_gen, 0), 4)
         prev = None  # generation 0 fits from scratch
-        if spec.path == "stats":
+        if spec.path == "stats" and dyn_real:
+            whole = src.sample_stats(k_real, truth, spec.samples)
+            batch = fixed = whole
+            if spec.real == "fixed":  # a mixed generation-0 batch: fixed real part + the rest
+                part = src.sample_stats(k_real, truth, jnp.maximum(n_real, 1))
+                mixed = fam.merge_stats(part, src.sample_stats(k_rest, truth, jnp.maximum(spec.samples - n_real, 1)))
+                inside = (n_real > 0) & (n_real < spec.samples)
+                batch, fixed = _where(inside, mixed, whole), _where(inside, part, whole)
+        elif spec.path == "stats":
             if spec.real == "fixed" and 0 < spec.n_real < spec.samples:
-                fixed = src.sample_stats(k_real, truth, spec.n_real)
-                batch = fam.merge_stats(fixed, src.sample_stats(k_rest, truth, spec.n_syn))
+                n = n_real if self.runtime_counts else spec.n_real
+                fixed = src.sample_stats(k_real, truth, n)
+                batch = fam.merge_stats(fixed, src.sample_stats(k_rest, truth, spec.samples - n))
             else:
                 batch = fixed = src.sample_stats(k_real, truth, spec.samples)
         else:
             batch = self._real(k_real, truth, spec.samples, 0)
-            fixed = _take(batch, jax.random.permutation(k_rest, spec.samples)[: spec.n_real])
-        if spec.real == "fixed" and spec.n_real > 0:
+            order = jax.random.permutation(k_rest, spec.samples)
+            fixed = _take(batch, order if dyn_real else order[: spec.n_real])  # dynamic: the first n_real rows count
+        if spec.real == "fixed" and (dyn_real or spec.n_real > 0):
             state["fixed"] = fixed
         if self.acc_stats:
             state["acc"] = batch if spec.path == "stats" else fam.stats(batch, jnp.ones(spec.samples, bool))
@@ -196,14 +242,21 @@ class Chain:
         spec, fam = self.spec, self.family
         k_real, k_syn, k_fit, k_sub, k_metric = self._gen_keys(state["k_gen"], g)
         truth, params = {**state["truth"], **data}, state["params"]
-        parts = []
-        if spec.n_real > 0:
-            parts.append(state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, spec.n_real, g))
-        if spec.n_syn > 0:
-            parts.append(self._synthetic(k_syn, truth, params, spec.n_syn))
+        scale, n_real = state["point"]["scale"], state["point"]["n_real"]
+        if "n_real" in self.dyn:
+            batch = self._dynamic_batch(state, k_real, k_syn, truth, params, g, scale)
+        else:  # counts of the statistic path as runtime values, shapes of the sample path static
+            stat = self.runtime_counts
+            parts = []
+            if spec.n_real > 0:
+                n = n_real if stat else spec.n_real
+                parts.append(state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, n, g))
+            if spec.n_syn > 0:
+                n = spec.samples - n_real if stat else spec.n_syn
+                parts.append(self._synthetic(k_syn, truth, params, n, scale))
+            batch = parts[0] if len(parts) == 1 else self._combine(parts[0], parts[1])
         if fam.warm_from == "gen0":
             params = state["gen0"]  # the model later generations start from
-        batch = parts[0] if len(parts) == 1 else self._combine(parts[0], parts[1])
         new = dict(state)
         if spec.synthetic == "replace":
             params = self._fit_batch(k_fit, batch, params)
@@ -225,6 +278,18 @@ class Chain:
         new["params"] = params
         return new, self._metrics(k_metric, g, params, new, truth)
 
+    def _dynamic_batch(self, state, k_real, k_syn, truth, params, g, scale):
+        """The batch of generation g for a traced ``n_real`` (see the class docstring)."""
+        spec, n_real = self.spec, state["point"]["n_real"]
+        m = spec.samples
+        if spec.path == "stats":
+            n_syn = m - n_real
+            real = state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, jnp.maximum(n_real, 1), g)
+            syn = self._synthetic(k_syn, truth, params, jnp.maximum(n_syn, 1), scale)
+            return _where(n_real == 0, syn, _where(n_syn == 0, real, self._combine(real, syn)))
+        real = state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, m, g)
+        return _interleave(real, self._synthetic(k_syn, truth, params, m, scale), n_real)
+
     @staticmethod
     def _gen_keys(k_gen, g):
         """Keys of generation g for its uses (real, synthetic, fit, subsample, metrics):
@@ -237,27 +302,31 @@ class Chain:
         return jax.lax.scan(lambda st, g: self.step(st, g, data), state, gens)
 
 
-def replicate_ids(ids: np.ndarray):
-    """The replicate ids as the compiled program's input, sharded over ``jax.devices()`` (a 1-D mesh over
-    replicates) when there are several devices. The ids are padded (with extra replicates whose rows are dropped)
-    to a multiple of the device count. Each replicate's numbers depend only on its id, so results equal a
-    single-device run."""
+def shard_rows(rows: dict[str, np.ndarray]) -> dict:
+    """The per-row inputs of the compiled program (``replicate`` ids, seeds, dynamic loop values), sharded over
+    ``jax.devices()`` (a 1-D mesh over rows) when there are several devices. Rows are padded to a multiple of the
+    device count with extra replicates (fresh ids, last row's other values) whose results are dropped. Each row's
+    numbers depend only on its own inputs, so results equal a single-device run."""
     devices = jax.devices()
-    ids = np.asarray(ids, np.uint32)
     if len(devices) == 1:
-        return ids
-    pad = (-len(ids)) % len(devices)
-    ids = np.concatenate([ids, ids[-1] + 1 + np.arange(pad, dtype=np.uint32)])
+        return dict(rows)
+    n = len(rows["replicate"])
+    pad = (-n) % len(devices)
+    out = {}
     mesh = jax.sharding.Mesh(np.asarray(devices), ("replicate",))
-    return jax.device_put(ids, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("replicate")))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("replicate"))
+    for name, v in rows.items():
+        extra = v[-1] + 1 + np.arange(pad, dtype=v.dtype) if name == "replicate" else np.repeat(v[-1:], pad)
+        out[name] = jax.device_put(np.concatenate([v, extra]), sharding)
+    return out
 
 
 ARTIFACT_REPLICATES = 2  # replicates whose artifacts (outputs named "_...") come back to the host
 
 
-def _host(name: str, value) -> np.ndarray:
-    """Device output to NumPy; artifacts keep only their first replicates."""
-    return np.asarray(value[:ARTIFACT_REPLICATES] if name.startswith("_") else value)
+def _host(name: str, value, artifact_rows: np.ndarray) -> np.ndarray:
+    """Device output to NumPy; artifacts keep only ``artifact_rows`` (the first replicates of each point)."""
+    return np.asarray(value[artifact_rows] if name.startswith("_") else value)
 
 
 @dataclass
@@ -283,11 +352,18 @@ def _progress(label: str, done: int, prev: int, total: int, started: float) -> N
 
 
 def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, seed: int, replicates: int,
-               sample_replicates: int, chunks: int = 20, quiet: bool = True, checkpointer=None) -> EngineResult:
+               sample_replicates: int, chunks: int = 20, quiet: bool = True, checkpointer=None,
+               points: dict[str, np.ndarray] | None = None) -> EngineResult:
     """Run ``replicates`` chains; sample-based metrics only for replicates < ``sample_replicates``.
 
-    Returns one row per (replicate, kept generation) as flat NumPy columns.
+    ``points``: a vectorised sweep, {name: (P,) values} for ``seed`` and the :data:`POINT_VALUES` that vary;
+    every replicate runs once per point (rows ordered point-major) in the same compiled program.
+    Returns one row per (point, replicate, kept generation) as flat NumPy columns (``point`` only for sweeps).
     """
+    points = {k: np.asarray(v) for k, v in (points or {}).items()}
+    n_points = len(next(iter(points.values()))) if points else 1
+    dynamic = frozenset({"n_real"} & set(points))
+    seeds = points.get("seed", np.full(n_points, seed))
     groups = []
     n_s = min(max(sample_replicates, 0), replicates) if metrics.sample_names else 0
     if n_s > 0:
@@ -306,15 +382,23 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     artifacts: dict = {}
     data = tree_map(jnp.asarray, dict(source.data or {}))
     for gi, (ids, with_samples) in enumerate(groups):
-        chain = Chain(source, family, spec, metrics, with_samples)
-        reps = replicate_ids(ids)
-        seed_arr = np.asarray(seed % 2**32, np.uint32)  # seeds are taken modulo 2^32
+        chain = Chain(source, family, spec, metrics, with_samples, dynamic)
+        row_point = np.repeat(np.arange(n_points), len(ids))
+        rows_in = {"replicate": np.tile(ids, n_points).astype(np.uint32),
+                   "seed": (seeds[row_point] % 2**32).astype(np.uint32)}  # seeds are taken modulo 2^32
+        for name, default in (("n_real", spec.n_real), ("scale", spec.scale)):
+            values = points.get(name, np.full(n_points, default))
+            rows_in[name] = np.asarray(values)[row_point].astype(np.int32 if name == "n_real" else np.dtype(spec.dtype))
+        sharded_rows = shard_rows(rows_in)
+        reps, seed_arr = sharded_rows["replicate"], sharded_rows["seed"]
+        point_in = {k: sharded_rows[k] for k in POINT_VALUES}
+        art_rows = np.flatnonzero(np.tile(np.arange(len(ids)) < ARTIFACT_REPLICATES, n_points))
         t0 = time.perf_counter()
-        first_v = jax.vmap(chain.first, in_axes=(None, 0, None))
+        first_v = jax.vmap(chain.first, in_axes=(0, 0, None, 0))
         sharded = getattr(reps, "sharding", None) if len(jax.devices()) > 1 else None
         jit_kw = {"out_shardings": sharded} if sharded is not None else {}  # every output is per replicate
-        first = jax.jit(first_v, **jit_kw).lower(seed_arr, reps, data).compile()
-        state_shape = jax.eval_shape(first_v, seed_arr, reps, data)[0]
+        first = jax.jit(first_v, **jit_kw).lower(seed_arr, reps, data, point_in).compile()
+        state_shape = jax.eval_shape(first_v, seed_arr, reps, data, point_in)[0]
         if sharded is not None:
             state_shape = tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharded), state_shape)
         advance = None
@@ -327,6 +411,8 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         label = ""
         if len(groups) > 1:
             label = f"replicates {ids[0]}-{ids[-1]} ({'with' if with_samples else 'without'} sample metrics): "
+        if n_points > 1:
+            label = f"{n_points} sweep points, " + (label or "")
         resumed = checkpointer.load(gi, state_shape) if checkpointer is not None else None
         if resumed is not None:  # continue from the last durable chunk of this group
             start_chunk, finished, state, saved_rows = resumed
@@ -335,15 +421,15 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
                 start_chunk = n_chunks
         else:
             start_chunk = 0
-            state, row0 = first(seed_arr, reps, data)
-            rows = [{k: _host(k, v)[:, None] for k, v in row0.items()}]
+            state, row0 = first(seed_arr, reps, data, point_in)
+            rows = [{k: _host(k, v, art_rows)[:, None] for k, v in row0.items()}]
         since_save = 0
         for c in range(start_chunk, n_chunks):
             start = 1 + c * chunk
             gens = np.arange(start, start + chunk, dtype=np.int32)
             state, out = advance(state, gens, data)
             keep = (gens < g_total) & ((gens % spec.every == 0) | (gens == g_total - 1))  # thin on arrival
-            rows.append({k: _host(k, v)[:, keep] for k, v in out.items()})
+            rows.append({k: _host(k, v, art_rows)[:, keep] for k, v in out.items()})
             since_save += chunk
             if checkpointer is not None and checkpointer.due(since_save, c == n_chunks - 1):
                 checkpointer.save(gi, c + 1, state, rows)
@@ -355,15 +441,20 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         if checkpointer is not None:
             checkpointer.save(gi, n_chunks, None, rows, finished=True)
         run_s += time.perf_counter() - t0
-        # (replicates, kept generations) per metric
-        full = {k: np.concatenate([r[k] for r in rows], axis=1)[: len(ids)] for k in rows[0]}  # drop padding
-        for k in [k for k in full if k.startswith("_")]:  # artifacts (e.g. sample texts), not metric columns
+        n = len(row_point)
+        # (rows, kept generations) per metric
+        full = {k: np.concatenate([r[k] for r in rows], axis=1) for k in rows[0]}
+        full = {k: v if k.startswith("_") else v[:n] for k, v in full.items()}  # drop padding rows
+        # artifacts (e.g. sample texts), not metric columns: (points x first replicates, kept generations, ...)
+        for k in [k for k in full if k.startswith("_")]:
             artifacts.setdefault(k, []).append((ids[:ARTIFACT_REPLICATES], full.pop(k)))
-        n = len(ids)
-        cols = {"replicate": np.repeat(ids, len(kept)), "generation": np.tile(kept, n)}
+        cols = {"replicate": np.repeat(rows_in["replicate"].astype(np.int64), len(kept)),
+                "generation": np.tile(kept, n)}
+        if points:
+            cols["point"] = np.repeat(row_point, len(kept))
         cols.update({k: v.reshape(-1).astype(np.float64) for k, v in full.items()})
         all_cols.append(cols)
-    names = ["replicate", "generation", *metrics.param_names, *metrics.sample_names]
+    names = ["replicate", "generation", *(["point"] if points else []), *metrics.param_names, *metrics.sample_names]
     merged = {}
     for name in names:
         parts = []

@@ -426,6 +426,18 @@ def wishart(key, df, scale_chol, dtype=None):
     return _sym_outer(wishart_factor(key, df, scale_chol, dtype))
 
 
+def scatter_wishart(key, n, scale_chol, dtype=None):
+    r"""The scatter matrix of ``n`` iid ``N(mu, S)`` points around their mean: ``Wishart_d(n - 1, S)`` for
+    ``n > 1``, the zero matrix for ``n <= 1``. ``n`` may be a static int or a traced integer (then the draw
+    uses ``max(n, 2) - 1`` degrees of freedom and is replaced by zeros where ``n <= 1``)."""
+    d = scale_chol.shape[0]
+    dtype = _float_dtype(dtype, scale_chol)
+    if isinstance(n, (int, np.integer)):
+        return wishart(key, n - 1, scale_chol, dtype) if n > 1 else jnp.zeros((d, d), dtype)
+    w = wishart(key, jnp.maximum(n, 2) - 1, scale_chol, dtype)
+    return jnp.where(n > 1, w, jnp.zeros((d, d), dtype))
+
+
 @jax.jit
 def _sym_outer(B):
     W = B @ B.T

@@ -30,10 +30,12 @@ def categorical(categories: int, smoothing: float = 0.0, dtype=jnp.float32) -> F
         return fit_stats(key, stats(x, mask), prev)
 
     def biased(params, scale):
-        if scale == 1.0:
-            return params["probs"]
-        p = params["probs"] ** (1.0 / scale)
-        return p / jnp.sum(p)
+        probs = params["probs"]
+        if isinstance(scale, (int, float)) and scale == 1.0:
+            return probs
+        p = probs ** (1.0 / jnp.asarray(scale, probs.dtype))
+        p = p / jnp.sum(p)
+        return p if isinstance(scale, (int, float)) else jnp.where(scale == 1.0, probs, p)  # traced: exact at 1
 
     def sample(key, params, n, scale, covariates=None):
         return rand.categorical(key, biased(params, scale), n)

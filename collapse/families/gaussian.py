@@ -52,14 +52,14 @@ def gaussian(dim: int, estimator: str = "mle") -> Family:
 
     def sample(key, params, n, scale, covariates=None):
         z = jax.random.normal(key, (n, dim), params["mean"].dtype)
-        return params["mean"] + math.sqrt(scale) * z @ params["chol"].T
+        return params["mean"] + jnp.sqrt(jnp.asarray(scale, z.dtype)) * z @ params["chol"].T
 
     def sample_stats(key, params, n, scale, covariate_stats=None):
         dt = params["mean"].dtype
         k1, k2 = jax.random.split(key)
-        chol = math.sqrt(scale) * params["chol"]
-        mean = params["mean"] + chol @ jax.random.normal(k1, (dim,), dt) / math.sqrt(n)
-        scatter = rand.wishart(k2, n - 1, chol, dt) if n > 1 else jnp.zeros((dim, dim), dt)
+        chol = jnp.sqrt(jnp.asarray(scale, dt)) * params["chol"]
+        mean = params["mean"] + chol @ jax.random.normal(k1, (dim,), dt) / jnp.sqrt(jnp.asarray(n, dt))
+        scatter = rand.scatter_wishart(k2, n, chol, dt)
         return {"n": jnp.asarray(n, dt), "mean": mean, "scatter": scatter}
 
     def log_prob(params, x):

@@ -48,11 +48,17 @@ def build_metrics(source, family, mcfg, scale: float, dtype, histogram: bool = F
 
     def param_fn(key, params, truth, heldout, *rest):
         out = dict(inner(key, params, truth, heldout, *rest))
-        x = family.sample(jax.random.fold_in(key, 11), params, HISTOGRAM_DRAWS, scale, None)
+        x = family.sample(jax.random.fold_in(key, 11), params, HISTOGRAM_DRAWS, scale_of(truth, scale), None)
         out["_samples"] = x if x.ndim == 1 else x[:, 0]
         return out
 
     return MetricFns(fns.param_names, fns.sample_names, param_fn, fns.sample_fn, fns.needs_gen0)
+
+
+def scale_of(truth: dict, scale: float):
+    """The sampling scale of metric draws: the row's own (``truth["sampling_scale"]``, set by a vectorised sweep
+    over ``sampling.scale``) or the run's."""
+    return truth.get("sampling_scale", scale)
 
 
 HISTOGRAM_DRAWS = 1000  # model draws per kept generation for the wandb histogram (classical families)
@@ -111,7 +117,7 @@ def _build_metrics(source, family, mcfg, scale: float, dtype) -> MetricFns:
     eval_samples = int(mcfg["eval_samples"])
 
     def sample_fn(key, params, truth, heldout):
-        fake = family.sample(key, params, eval_samples, scale, None)
+        fake = family.sample(key, params, eval_samples, scale_of(truth, scale), None)
         return sample_metrics(heldout[:eval_samples], fake, int(mcfg["knn_k"]), int(mcfg["dc_k"]))
 
     return MetricFns(CONTINUOUS, SAMPLE_BASED, param_fn, sample_fn)
@@ -184,7 +190,7 @@ def build_neural_metrics(source, family, mcfg, scale: float) -> MetricFns:
              and (n not in ("mode_coverage", "mode_quality") or has_modes)]
 
     def param_fn(key, params, truth, heldout):
-        fake = family.sample(key, params, eval_n, scale, None)
+        fake = family.sample(key, params, eval_n, scale_of(truth, scale), None)
         real = heldout[:eval_n]
         if has_clf:
             from collapse.metrics.features import features, predict
@@ -202,7 +208,8 @@ def build_neural_metrics(source, family, mcfg, scale: float) -> MetricFns:
         out = {k: out[k] for k in names}
         ok = _finite_params(params)  # a diverged model: NaN metrics from that generation on
         out = {k: jnp.where(ok, v, jnp.nan) for k, v in out.items()}
-        extra = fake if fake.shape[0] >= shown else family.sample(jax.random.fold_in(key, 7), params, shown, scale, None)
+        extra = fake if fake.shape[0] >= shown else family.sample(jax.random.fold_in(key, 7), params, shown, scale_of(truth, scale),
+                                                                   None)
         out["_samples"] = extra[:shown]
         return out
 

@@ -51,8 +51,8 @@ def gaussian(dim: int = 1, mean: float = 0.0, scale: float = 1.0, tail_level: fl
         """Exact (n, mean, scatter) of n draws: mean ~ N(mu, S/n), scatter ~ Wishart(n-1, S), independent."""
         k1, k2 = jax.random.split(key)
         chol = scale * jnp.eye(dim, dtype=dtype)
-        m = truth["mean"] + scale * jax.random.normal(k1, (dim,), dtype) / math.sqrt(n)
-        scatter = rand.wishart(k2, n - 1, chol, dtype) if n > 1 else jnp.zeros((dim, dim), dtype)
+        m = truth["mean"] + scale * jax.random.normal(k1, (dim,), dtype) / jnp.sqrt(jnp.asarray(n, dtype))
+        scatter = rand.scatter_wishart(k2, n, chol, dtype)
         return {"n": jnp.asarray(n, dtype), "mean": m, "scatter": scatter}
 
     return Source("gaussian", "continuous", dim, init, sample, log_prob, sample_stats=sample_stats, elliptical=True)
