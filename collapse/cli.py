@@ -62,6 +62,12 @@ def _app(cfg: DictConfig) -> None:
     if str(hc.mode) == "RunMode.MULTIRUN":
         from pathlib import Path
         group = "/".join(Path(hc.sweep.dir).parts[-3:])  # <name>/multirun/<timestamp>
+    from pathlib import Path
+    done = Path(out) / "summary.json"
+    if done.is_file() and (Path(out) / "config.yaml").is_file() and \
+            C.config_digest(OmegaConf.load(Path(out) / "config.yaml")) == C.config_digest(cfg):
+        print(f"collapse: {out} already holds this run, finished; skipping it (delete the folder to run it again)")
+        return  # a re-run multirun (same hydra.sweep.dir) skips its finished jobs; interrupted ones resume below
     from collapse.checkpoint import CheckpointError
     try:
         res = run(cfg, run_dir=out, group=group)

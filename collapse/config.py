@@ -40,7 +40,8 @@ class ConfigError(ValueError):
 
 
 LAUNCHER_PLUGINS = {"joblib": ("hydra_joblib_launcher",), "submitit_local": ("hydra_submitit_launcher",),
-                    "submitit_slurm": ("hydra_submitit_launcher",), "ray_aws": ("hydra_ray_launcher",),
+                    "submitit_slurm": ("hydra_submitit_launcher",), "ray": ("hydra_ray_launcher",),
+                    "ray_aws": ("hydra_ray_launcher",),
                     "rq": ("hydra_rq_launcher",)}
 
 

@@ -419,6 +419,10 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
             rows = [saved_rows]
             if finished:
                 start_chunk = n_chunks
+            if not quiet:
+                at = g_total if finished else min(1 + start_chunk * chunk, g_total)
+                print(f"  {label}resuming from the checkpoint: {at} of {g_total} generations done", file=sys.stderr,
+                      flush=True)
         else:
             start_chunk = 0
             state, row0 = first(seed_arr, reps, data, point_in)

@@ -79,3 +79,43 @@ def test_an_unwritable_checkpoint_folder_is_one_clear_error(tmp_path):
               f"hydra.run.dir={run}"], tmp_path)
     assert p.returncode == 2, p.stderr
     assert "cannot write a checkpoint" in p.stderr and not (run / "summary.json").exists()
+
+
+def test_rerunning_a_multirun_skips_finished_jobs_and_resumes_the_killed_one(tmp_path, monkeypatch):
+    from collapse import config as C
+    from collapse.analysis import load_sweep
+    from collapse.api import run
+    from collapse.checkpoint import Checkpointer
+
+    common = ["replicates=4", "generations=12", "engine.chunks=6", "checkpoint.every=1", "metrics.sample_based=false",
+              "name=mr"]
+    sweep_dir = tmp_path / "sweep"
+    first = _run(["-m", *common, "loop.real_fraction=0,0.5", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    reference = pd.read_parquet(sweep_dir / "1" / "metrics.parquet")
+    finished_at = (sweep_dir / "0" / "summary.json").stat().st_mtime_ns
+
+    # job 1 dies after its third durable chunk (same config, same folder)
+    for name in ("summary.json", "metrics.parquet"):
+        (sweep_dir / "1" / name).unlink()
+    save, calls = Checkpointer.save, {"n": 0}
+
+    def crash_after_three(self, *a, **kw):
+        save(self, *a, **kw)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpointer, "save", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        run(C.compose([*common, "loop.real_fraction=0.5", "quiet=true"]), run_dir=sweep_dir / "1")
+    monkeypatch.setattr(Checkpointer, "save", save)
+    assert (sweep_dir / "1" / "checkpoint" / "progress.json").is_file()
+
+    again = _run(["-m", *common, "loop.real_fraction=0,0.5", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "already holds this run, finished; skipping it" in again.stdout
+    assert "resuming from the checkpoint: 7 of 12 generations done" in again.stderr
+    assert (sweep_dir / "0" / "summary.json").stat().st_mtime_ns == finished_at  # not run again
+    pd.testing.assert_frame_equal(pd.read_parquet(sweep_dir / "1" / "metrics.parquet"), reference)
+    assert sorted(set(load_sweep(sweep_dir)["job"])) == ["0", "1"]
