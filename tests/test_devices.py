@@ -21,13 +21,17 @@ res.metrics.to_parquet(sys.argv[1])
 """
 
 
-def test_four_devices_equal_one_device(tmp_path):
+def _on_four_devices(tmp_path, args) -> pd.DataFrame:
     out = tmp_path / "four.parquet"
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    p = subprocess.run([sys.executable, "-c", SCRIPT, str(out), "quiet=true", *ARGS], env=env, capture_output=True,
+    p = subprocess.run([sys.executable, "-c", SCRIPT, str(out), "quiet=true", *args], env=env, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr
-    four = pd.read_parquet(out)
+    return pd.read_parquet(out)
+
+
+def test_four_devices_equal_one_device(tmp_path):
+    four = _on_four_devices(tmp_path, ARGS)
     one = sim(*ARGS).metrics
     assert list(four.columns) == list(one.columns) and len(four) == len(one) == 10 * 6
     np.testing.assert_array_equal(four[["replicate", "generation"]], one[["replicate", "generation"]])
@@ -39,12 +43,7 @@ def test_vectorised_sweep_on_four_devices_equals_one_device(tmp_path):
     # 3 points x 5 replicates = 15 rows: padded to 16 over 4 devices, the padding row dropped
     args = ("precision=float64", "generations=5", "replicates=5", "metrics.sample_based=false",
             "sweep.loop.real_fraction=[0,0.2,0.5]")
-    out = tmp_path / "four.parquet"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    p = subprocess.run([sys.executable, "-c", SCRIPT, str(out), "quiet=true", *args], env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    four = pd.read_parquet(out)
+    four = _on_four_devices(tmp_path, args)
     one = sim(*args).metrics
     assert list(four.columns) == list(one.columns) and len(four) == len(one) == 3 * 5 * 5
     pd.testing.assert_frame_equal(four, one, check_exact=False, rtol=1e-9, atol=1e-12)
