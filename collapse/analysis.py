@@ -1,16 +1,21 @@
-"""Loading runs back for analysis: ``load_run`` (one run directory) and ``load_sweep`` (a multirun sweep, or a
-single run, as one tidy DataFrame with a column per override)."""
+"""Runs back as tables: ``load_run`` (one run directory), ``load_sweep`` (a multirun sweep, a vectorised sweep or a
+single run, as one tidy DataFrame with a column per override), ``aggregate`` (replicate mean and 95% interval per
+generation and metric) and ``compare_theory`` (the closed forms of :mod:`collapse.theory` beside them)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from collapse.runs import NotARunError, load_run, t_interval
 
-__all__ = ["load_run", "load_sweep", "NotARunError", "t_interval"]
+__all__ = ["load_run", "load_sweep", "aggregate", "compare_theory", "metric_columns", "group_columns",
+           "NotARunError", "t_interval"]
+
+META = ("replicate", "generation", "job")
 
 
 def _overrides(job: Path) -> list[str]:
@@ -61,4 +66,147 @@ def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
         raise NotARunError(f"no finished job in {root} (unfinished: {', '.join(unfinished) or 'none'})")
     out = pd.concat(frames, ignore_index=True)
     out.attrs = {"configs": configs, "unfinished": unfinished}
+    return out
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """The metric columns of a run or sweep table: float columns that are not replicate/generation/job or a
+    swept key (a column named in ``df.attrs`` as a group, or a dotted config key)."""
+    groups = set(group_columns(df))
+    return [c for c in df.columns if c not in META and c not in groups and pd.api.types.is_float_dtype(df[c])]
+
+
+def group_columns(df: pd.DataFrame) -> list[str]:
+    """Columns that tell regimes apart: every override column of a sweep (dotted keys such as
+    ``loop.real_fraction``, top-level keys such as ``model`` or ``seed``, and ``config.<key>``), in table order."""
+    from collapse import config as C
+
+    top = {p.split(".")[0] for p in C.flat_items(_default_config())}
+    out = []
+    for c in df.columns:
+        if c in META:
+            continue
+        if "." in c or c in top:
+            out.append(c)
+    return out
+
+
+_DEFAULTS: dict = {}
+
+
+def _default_config() -> dict:
+    if not _DEFAULTS:
+        from omegaconf import OmegaConf
+
+        from collapse import config as C
+        _DEFAULTS.update(OmegaConf.to_container(OmegaConf.load(C.CONF_DIR / "config.yaml")))
+        _DEFAULTS.pop("hydra", None)
+        _DEFAULTS.update({"model": None, "source": None, "experiment": None, "logger": None})
+    return _DEFAULTS
+
+
+def _check_metrics(df: pd.DataFrame, metrics) -> list[str]:
+    have = metric_columns(df)
+    if metrics is None:
+        return have
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    missing = [m for m in metrics if m not in df.columns]
+    if missing:
+        raise KeyError(f"metric {missing[0]!r} is not in this table; available: {', '.join(have) or 'none'}")
+    return metrics
+
+
+def aggregate(df: pd.DataFrame, by=None, metrics=None, level: float = 0.95, method: str = "t",
+              n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Replicate mean and interval per (``by`` groups, generation, metric), one row each (long format):
+    columns ``*by, generation, metric, mean, lo, hi, sd, n, median``.
+
+    ``by``: columns that tell regimes apart (default: :func:`group_columns`, e.g. ``loop.real_fraction``);
+    ``method="t"``: Student-t interval mean +- t_{(1+level)/2, n-1} sd / sqrt(n) over the finite values (as
+    summary.json); ``method="bootstrap"``: percentile interval of ``n_boot`` bootstrap means (fixed ``seed``).
+    Non-finite values (diverged replicates, skipped metrics) are left out; ``n`` counts the rest.
+    """
+    if method not in ("t", "bootstrap"):
+        raise ValueError(f"method={method!r}: must be 't' or 'bootstrap'")
+    by = group_columns(df) if by is None else ([by] if isinstance(by, str) else list(by))
+    missing = [b for b in by if b not in df.columns]
+    if missing:
+        raise KeyError(f"by={missing[0]!r} is not a column; columns: {', '.join(df.columns)}")
+    metrics = _check_metrics(df, metrics)
+    rng = np.random.default_rng(seed)
+    rows = []
+    keys = [*by, "generation"]
+    for key, part in df.groupby(keys, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for m in metrics:
+            v = part[m].to_numpy(np.float64)
+            v = v[np.isfinite(v)]
+            n = int(v.size)
+            row = dict(zip(keys, key))
+            row.update(metric=m, n=n, mean=np.nan, lo=np.nan, hi=np.nan, sd=np.nan, median=np.nan)
+            if n:
+                row.update(mean=float(v.mean()), median=float(np.median(v)),
+                           sd=float(v.std(ddof=1)) if n > 1 else np.nan)
+            if n > 1 and method == "t":
+                iv = t_interval(v, level)
+                row.update(lo=iv["lo"], hi=iv["hi"])
+            elif n > 1:
+                means = v[rng.integers(0, n, (n_boot, n))].mean(axis=1)
+                row.update(lo=float(np.quantile(means, (1 - level) / 2)), hi=float(np.quantile(means, (1 + level) / 2)))
+            rows.append(row)
+    out = pd.DataFrame(rows, columns=[*keys, "metric", "mean", "lo", "hi", "sd", "n", "median"])
+    out.attrs = {"method": method, "level": level, "by": by}
+    return out
+
+
+def _config_for(df: pd.DataFrame, config, group: dict) -> dict:
+    """The config of one group: the given (or the table's) config with the group's override values set."""
+    import copy
+
+    if config is None:
+        configs = df.attrs.get("configs") or {}
+        if "job" in group and str(group["job"]) in configs:
+            config = configs[str(group["job"])]
+        else:
+            config = df.attrs.get("config") or (next(iter(configs.values())) if configs else None)
+    if config is None:
+        raise ValueError("no config: pass config=..., or a table from load_run / load_sweep (it carries its config)")
+    if hasattr(config, "items") and not isinstance(config, dict):
+        from omegaconf import OmegaConf
+        config = OmegaConf.to_container(config, resolve=True)
+    cfg = copy.deepcopy(config)
+    for key, value in group.items():
+        if key == "job":
+            continue
+        node, parts = cfg, key.removeprefix("config.").split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        if isinstance(node.get(parts[-1]), dict):
+            continue  # a group choice such as model=gmm: the job's own config already has it
+        node[parts[-1]] = value
+    return cfg
+
+
+def compare_theory(df: pd.DataFrame, config=None, by=None, metrics=None, level: float = 0.95) -> pd.DataFrame:
+    """:func:`aggregate` of ``df`` with a ``theory`` column: the closed form of :func:`collapse.theory.theory_curves`
+    for that metric, group and generation, NaN where no closed form applies. ``config``: the run's config (default:
+    the one ``load_run`` / ``load_sweep`` attached; each group's swept values are set on it)."""
+    from collapse.theory import theory_curves
+
+    agg = df if "metric" in df.columns and "mean" in df.columns else aggregate(df, by=by, metrics=metrics, level=level)
+    by = agg.attrs.get("by", []) if by is None else ([by] if isinstance(by, str) else list(by))
+    source = df if "metric" not in df.columns else agg
+    theory = np.full(len(agg), np.nan)
+    groups = agg.groupby(by, sort=False, dropna=False).indices if by else {(): np.arange(len(agg))}
+    for key, idx in groups.items():
+        key = key if isinstance(key, tuple) else (key,)
+        cfg = _config_for(source, config, dict(zip(by, key)))
+        sub = agg.iloc[idx]
+        curves = theory_curves(cfg, int(sub["generation"].max()) + 1)
+        for i, (g, m) in zip(idx, zip(sub["generation"].to_numpy(), sub["metric"].to_numpy())):
+            if m in curves:
+                theory[i] = curves[m][int(g)]
+    out = agg.copy()
+    out["theory"] = theory
+    out.attrs = dict(agg.attrs)
     return out

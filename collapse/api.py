@@ -188,6 +188,8 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
         summary["data"] = data_summary(cfg, source, spec)
         if run_dir is not None:
             extra.update(sample_pictures(source, eng))
+            if source.kind in ("continuous", "discrete"):
+                extra["samples.npz"] = draws_npz(eng)
     clf = (source.info or {}).get("classifier")
     if clf is not None:
         summary["classifier_accuracy"] = float(clf.accuracy)
@@ -285,6 +287,20 @@ def point_rows(df: pd.DataFrame, point: dict) -> pd.DataFrame:
     return df[mask].drop(columns=list(point)).reset_index(drop=True)
 
 
+def draws_npz(eng) -> bytes:
+    """``samples.npz``: ``generation`` (the generations with draws) and ``draws`` (generations, draws[, dim]) of
+    replicate 0's model draws (float; integer categories for discrete sources)."""
+    import io
+
+    ids, arr = eng.artifacts["_samples"][0]
+    x = np.asarray(arr[0])
+    flat = x.reshape(x.shape[0], -1)
+    done = np.isfinite(flat).all(1) & (flat >= 0).all(1) if x.dtype.kind in "iu" else np.isfinite(flat).all(1)
+    buf = io.BytesIO()
+    np.savez(buf, generation=np.asarray(eng.generations)[done], draws=x[done], replicate=np.asarray(int(ids[0])))
+    return buf.getvalue()
+
+
 def histogram_samples(eng, point: int = 0) -> dict:
     """{generation: replicate 0's kept samples, flattened} from the engine's ``_samples`` artifact (of sweep point
     ``point``: artifacts hold the first replicates of every point, point-major)."""
@@ -292,7 +308,8 @@ def histogram_samples(eng, point: int = 0) -> dict:
         return {}
     ids, arr = eng.artifacts["_samples"][0]
     row = point * len(ids)
-    return {int(g): np.asarray(arr[row, gi]).ravel() for gi, g in enumerate(eng.generations)}
+    first = (lambda x: x[..., 0]) if arr.ndim == 4 else (lambda x: x)  # several dimensions: the first coordinate
+    return {int(g): np.asarray(first(arr[row, gi]), dtype=np.float64).ravel() for gi, g in enumerate(eng.generations)}
 
 
 def rewrite_summary(run_dir: Path, summary: dict) -> None:

@@ -184,6 +184,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _int(cfg, "metrics.eval_samples", lo=10)
     _int(cfg, "metrics.sample_every")
     _int(cfg, "metrics.sample_replicates", lo=-1)
+    _int(cfg, "metrics.draws", lo=0, allowed="must be an integer >= 0 (0 = no samples.npz)")
     _int(cfg, "metrics.heldout", lo=10)
     _num(cfg, "metrics.tail_level", 0.0, 1.0, lo_open=True, hi_open=True)
     _int(cfg, "metrics.tail_directions", lo=2)
@@ -305,7 +306,7 @@ def _validate_source(cfg, src: str, samples: int) -> None:
 def _validate_model(cfg, fam: str, src: str, samples: int, synthetic: str) -> None:
     if fam == "gaussian":
         _choice(cfg, "model.estimator", ("mle", "unbiased"))
-        d = cfg.source.dim
+        d = cfg.source.get("dim", 2)  # the 2-D toys (ring, grid) have no dim key
         if samples < d + 1:
             raise ConfigError("loop.samples", samples, f"must be >= source.dim + 1 = {d + 1} for a Gaussian fit")
     elif fam == "gmm":

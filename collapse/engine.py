@@ -179,9 +179,12 @@ class Chain:
         args = (params, truth, heldout) + ((state["gen0"],) if m.needs_gen0 else ())
         # keys derived inside the branches, so skipped generations pay no hashing
         out = _maybe(keep, lambda: m.param_fn(jax.random.fold_in(key, 0), *args))
+        sampled = keep & ((g % spec.sample_every == 0) | (g == spec.generations - 1))
         if self.with_samples:
-            want = keep & ((g % spec.sample_every == 0) | (g == spec.generations - 1))
-            out = {**out, **_maybe(want, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args[:3]))}
+            out = {**out, **_maybe(sampled, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args[:3]))}
+        if m.draw_fn is not None:  # model draws for samples.npz / wandb histograms (first replicates kept)
+            when = keep if m.draw_every_kept else sampled
+            out["_samples"] = _maybe(when, lambda: m.draw_fn(jax.random.fold_in(key, 2), params, truth))
         return out
 
     # ----- generation 0 -----------------------------------------------------------------------------

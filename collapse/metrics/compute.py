@@ -35,24 +35,29 @@ class MetricFns:
     param_fn: Callable  # (key, params, truth, heldout[, gen0_params]) -> dict
     sample_fn: Callable  # (key, params, truth, heldout) -> dict
     needs_gen0: bool = False  # param_fn also takes the generation-0 params
+    draw_fn: Callable | None = None  # (key, params, truth) -> model draws kept as the ``_samples`` artifact
+    draw_every_kept: bool = False  # draws at every kept generation (wandb histograms), else at sampled ones
 
 
 def build_metrics(source, family, mcfg, scale: float, dtype, histogram: bool = False) -> MetricFns:
-    """``mcfg``: the validated ``metrics`` config node (tail_level, eval_samples, knn_k, dc_k, ...).
-    ``histogram``: also return ``_samples`` (model draws per kept generation, for the wandb histogram) for the
-    classical families (text and neural families always return theirs)."""
+    """``mcfg``: the validated ``metrics`` config node (tail_level, eval_samples, knn_k, dc_k, draws, ...).
+
+    Classical families (continuous and discrete sources) also get ``draw_fn``: ``metrics.draws`` model draws
+    (at ``sampling.scale``) per generation of ``metrics.sample_every`` (``samples.npz``: tail and density plots),
+    or at every kept generation with ``histogram`` (the wandb histogram; at least 1000 draws then). Text and
+    neural families return their own ``_samples`` from ``param_fn``."""
     fns = _build_metrics(source, family, mcfg, scale, dtype)
-    if not histogram or source.kind not in ("continuous", "discrete") or "image" in family.kinds:
-        return fns  # text and neural families return their own _samples
-    inner = fns.param_fn
+    draws = int(mcfg.get("draws", 0))
+    if histogram:
+        draws = max(draws, HISTOGRAM_DRAWS)
+    if draws <= 0 or source.kind not in ("continuous", "discrete") or "image" in family.kinds:
+        return fns
 
-    def param_fn(key, params, truth, heldout, *rest):
-        out = dict(inner(key, params, truth, heldout, *rest))
-        x = family.sample(jax.random.fold_in(key, 11), params, HISTOGRAM_DRAWS, scale_of(truth, scale), None)
-        out["_samples"] = x if x.ndim == 1 else x[:, 0]
-        return out
+    def draw_fn(key, params, truth):
+        return family.sample(key, params, draws, scale_of(truth, scale), None)
 
-    return MetricFns(fns.param_names, fns.sample_names, param_fn, fns.sample_fn, fns.needs_gen0)
+    return MetricFns(fns.param_names, fns.sample_names, fns.param_fn, fns.sample_fn, fns.needs_gen0, draw_fn,
+                     histogram)
 
 
 def scale_of(truth: dict, scale: float):
@@ -61,7 +66,7 @@ def scale_of(truth: dict, scale: float):
     return truth.get("sampling_scale", scale)
 
 
-HISTOGRAM_DRAWS = 1000  # model draws per kept generation for the wandb histogram (classical families)
+HISTOGRAM_DRAWS = 1000  # least model draws per kept generation for the wandb histogram (classical families)
 
 
 def _build_metrics(source, family, mcfg, scale: float, dtype) -> MetricFns:
