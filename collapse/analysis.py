@@ -12,7 +12,7 @@ import yaml
 
 from collapse.runs import NotARunError, load_run, t_interval
 
-__all__ = ["load_run", "load_sweep", "aggregate", "compare_theory", "metric_columns", "group_columns",
+__all__ = ["load_run", "load_sweep", "MixedSweepError", "aggregate", "compare_theory", "metric_columns", "group_columns",
            "NotARunError", "t_interval"]
 
 META = ("replicate", "generation", "job")
@@ -32,7 +32,11 @@ def _parse(value: str):
         return value
 
 
-def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
+class MixedSweepError(ValueError):
+    """A sweep whose jobs measured different metrics (e.g. different source kinds)."""
+
+
+def load_sweep(path: str | os.PathLike, allow_mixed: bool = False) -> pd.DataFrame:
     """Every finished job of a Hydra multirun folder (``runs/<name>/multirun/<timestamp>``) in one DataFrame:
     the metric rows of each job plus a ``job`` column and one column per override, named by the dotted key as
     typed (``loop.real_fraction``); a key that collides with a metric column (e.g. ``precision``) becomes
@@ -64,6 +68,15 @@ def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
         frames.append(df)
     if not frames:
         raise NotARunError(f"no finished job in {root} (unfinished: {', '.join(unfinished) or 'none'})")
+    sets = {}
+    for f in frames:
+        cols = tuple(c for c in f.columns if c not in META and pd.api.types.is_float_dtype(f[c])
+                     and not (c.startswith("config.") or "." in c))
+        sets.setdefault(cols, []).append(str(f["job"].iloc[0]))
+    if len(sets) > 1 and not allow_mixed:
+        what = "; ".join(f"jobs {', '.join(jobs)}: {', '.join(cols)}" for cols, jobs in sets.items())
+        raise MixedSweepError(f"the jobs of {root} have different metrics ({what}); load them one kind at a time "
+                              f"(load_run), or pass allow_mixed=True to get NaN where a job lacks a metric")
     out = pd.concat(frames, ignore_index=True)
     out.attrs = {"configs": configs, "unfinished": unfinished}
     return out
@@ -72,23 +85,25 @@ def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
 def metric_columns(df: pd.DataFrame) -> list[str]:
     """The metric columns of a run or sweep table: float columns that are not replicate/generation/job or a
     swept key (a column named in ``df.attrs`` as a group, or a dotted config key)."""
-    groups = set(group_columns(df))
-    return [c for c in df.columns if c not in META and c not in groups and pd.api.types.is_float_dtype(df[c])]
+    return [c for c in df.columns if c not in META and not _is_override(c) and pd.api.types.is_float_dtype(df[c])]
+
+
+def _is_override(column: str) -> bool:
+    """A config key column of a sweep: dotted (``loop.real_fraction``, ``config.precision``) or a top-level key."""
+    from collapse import config as C
+    from collapse.metrics import compute as M
+
+    metric_names = {*M.CONTINUOUS, *M.SAMPLE_BASED, *M.DISCRETE, *M.SUPERVISED, *M.TEXT, *M.NEURAL}
+    if column in metric_names:  # a top-level key with a metric's name is written config.<key> (CONTRACT)
+        return False
+    return "." in column or column in {p.split(".")[0] for p in C.flat_items(_default_config())}
 
 
 def group_columns(df: pd.DataFrame) -> list[str]:
-    """Columns that tell regimes apart: every override column of a sweep (dotted keys such as
-    ``loop.real_fraction``, top-level keys such as ``model`` or ``seed``, and ``config.<key>``), in table order."""
-    from collapse import config as C
-
-    top = {p.split(".")[0] for p in C.flat_items(_default_config())}
-    out = []
-    for c in df.columns:
-        if c in META:
-            continue
-        if "." in c or c in top:
-            out.append(c)
-    return out
+    """Columns that tell regimes apart: the override columns of a sweep (dotted keys such as
+    ``loop.real_fraction``, top-level keys such as ``model`` or ``seed``, and ``config.<key>``) that take more than
+    one value, in table order."""
+    return [c for c in df.columns if c not in META and _is_override(c) and df[c].nunique(dropna=False) > 1]
 
 
 _DEFAULTS: dict = {}

@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> None:
 
     argv = rewrite_overrides(list(sys.argv[1:] if argv is None else argv))
     if argv and argv[0] == "report":
-        _fail("'collapse report' is not available yet (it arrives with the figures issue)")
+        from collapse.report import main as report_main
+        report_main(argv[1:])
+        return
     multirun = "-m" in argv or "--multirun" in argv
     info = any(a in INFO_FLAGS or a.startswith("--cfg") for a in argv)
     overrides = [a for a in argv if not a.startswith("-")]

@@ -1,0 +1,174 @@
+"""``collapse report <run_or_sweep_dir>``: the standard figures and a short Markdown summary, written into
+``<dir>/report/`` (``report.md`` plus one PDF and one PNG per figure).
+
+A single run gets a curve per headline metric (replicate mean, 95% interval, closed form dashed) and pictures
+of its draws (survival function and density for continuous sources, scatter for 2-D ones, rank-frequency for
+discrete and text sources, sample grids for images). A sweep (Hydra multirun folder or vectorised sweep) gets
+one curve per headline metric with a line per point, and a phase diagram over the first numeric swept key.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HEADLINE = ("var_ratio", "mean_err", "tail_mass", "kl_true", "frechet", "test_error", "support", "entropy",
+            "extinct_mass", "ppl_real", "distinct_4", "vocab_coverage", "rare_mass", "class_tv", "mode_coverage",
+            "recall", "precision", "vendi")
+MAX_CURVES = 6
+
+
+class ReportError(ValueError):
+    """The folder cannot be reported on (one line: what was found)."""
+
+
+def kind_of(path: Path) -> str:
+    """``run``, ``vectorised`` (a run whose table has a column per swept key) or ``multirun``."""
+    if (path / "summary.json").is_file():
+        return "vectorised" if "points" in json.loads((path / "summary.json").read_text()) else "run"
+    if path.is_dir() and any((p / "summary.json").is_file() for p in path.iterdir() if p.is_dir()):
+        return "multirun"
+    found = ", ".join(sorted(p.name for p in path.iterdir())) if path.is_dir() else "no such folder"
+    raise ReportError(f"{path}: not a finished run or sweep folder (no summary.json here or in its job folders; "
+                      f"found: {found or 'nothing'})")
+
+
+def _headline(df: pd.DataFrame) -> list[str]:
+    from collapse.analysis import metric_columns
+    have = [m for m in metric_columns(df) if np.isfinite(df[m].to_numpy(np.float64)).any()]
+    first = [m for m in HEADLINE if m in have]
+    return (first + [m for m in have if m not in first])[:MAX_CURVES]
+
+
+def _cell(row) -> str:
+    if not np.isfinite(row["mean"]):
+        return "-"
+    ci = f" [{row['lo']:.4g}, {row['hi']:.4g}]" if np.isfinite(row["lo"]) else ""
+    return f"{row['mean']:.4g}{ci}"
+
+
+def final_table(df: pd.DataFrame, metrics: list[str]) -> str:
+    """Markdown table of the last generation: one row per regime (sweep point) and metric, with theory."""
+    from collapse.analysis import compare_theory, group_columns
+
+    by = group_columns(df)
+    last = int(df["generation"].max())
+    try:
+        agg = compare_theory(df, by=by, metrics=metrics)
+    except ValueError:
+        from collapse.analysis import aggregate
+        agg = aggregate(df, by=by, metrics=metrics)
+        agg["theory"] = np.nan
+    agg = agg[agg["generation"] == last]
+    head = [*by, "metric", f"mean [95% t-interval], generation {last}", "median", "replicates", "theory"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in agg.iterrows():
+        theory = f"{r['theory']:.4g}" if np.isfinite(r["theory"]) else "-"
+        median = f"{r['median']:.4g}" if np.isfinite(r["median"]) else "-"
+        vals = [str(r[b]) for b in by] + [r["metric"], _cell(r), median, str(int(r["n"])), theory]
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def _run_figures(path: Path, source_kind: str, dim: int) -> list[tuple[str, object]]:
+    """(name, figure factory) of the pictures of a single run's draws that apply to it."""
+    from collapse import plots
+    out = []
+    if (path / "samples.npz").is_file():
+        if source_kind == "continuous":
+            out.append(("tails_survival", lambda: plots.survival(path)))
+            if dim == 1:
+                out.append(("density", lambda: plots.densities(path)))
+            if dim == 2:
+                out.append(("scatter", lambda: plots.scatter(path)))
+        if source_kind == "discrete":
+            out.append(("rank_frequency", lambda: plots.rank_frequency(path)))
+    if (path / "samples.jsonl").is_file():
+        out.append(("rank_frequency", lambda: plots.rank_frequency(path)))
+    if (path / "samples").is_dir() and source_kind == "image":
+        out.append(("samples", lambda: plots.sample_grid(path)))
+    return out
+
+
+def write_report(path: str | Path) -> Path:
+    """Write ``<path>/report/`` (figures and ``report.md``); returns that folder."""
+    import matplotlib.pyplot as plt
+
+    from collapse import config as C, plots
+    from collapse.analysis import group_columns, load_sweep
+
+    path = Path(path)
+    kind = kind_of(path)
+    df = load_sweep(path)
+    metrics = _headline(df)
+    if not metrics:
+        raise ReportError(f"{path}: the run has no finite metric to plot")
+    out = path / "report"
+    figures: list[str] = []
+
+    def emit(name: str, make) -> None:
+        fig = make()
+        plots.save(fig, out / name)
+        plt.close(fig)
+        figures.append(name)
+
+    by = group_columns(df)
+    for m in metrics:
+        emit(f"curve_{m}", lambda m=m: plots.metric_curve(df, m, by=by))
+    numeric = [b for b in by if pd.api.types.is_numeric_dtype(df[b]) and df[b].nunique() > 1]
+    if numeric:
+        emit(f"phase_{metrics[0]}", lambda: plots.phase_diagram(df, metrics[0], x=numeric[0]))
+    cfg = df.attrs.get("config") or next(iter((df.attrs.get("configs") or {}).values()), {})
+    src = (cfg or {}).get("source", {}) or {}
+    if kind == "run":
+        source_kind = C.SOURCE_KINDS.get(src.get("name"), "")
+        for name, make in _run_figures(path, source_kind, int(src.get("dim", 2) or 2)):
+            emit(name, make)
+    s = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
+    lines = [f"# Report: {path.name}", ""]
+    what = {"run": "single run", "vectorised": "vectorised sweep", "multirun": "multirun sweep"}[kind]
+    if cfg:
+        loop = cfg.get("loop", {})
+        lines.append(f"{what}: model={cfg.get('model', {}).get('name')} on source={src.get('name')}, "
+                     f"{cfg.get('replicates')} replicates x {cfg.get('generations')} generations, "
+                     f"loop.synthetic={loop.get('synthetic')}, loop.real={loop.get('real')}, "
+                     f"loop.real_fraction={loop.get('real_fraction')}, loop.samples={loop.get('samples')}"
+                     + (f"; swept: {', '.join(by)}" if by else "") + ".")
+    if s.get("wall_time_s") is not None:
+        lines.append(f"Wall time {s['wall_time_s']:.1f} s (compile {s.get('compile_s', 0):.1f} s).")
+    if df.attrs.get("unfinished"):
+        lines.append(f"Unfinished jobs (left out): {', '.join(df.attrs['unfinished'])}.")
+    lines += ["", "## Final generation", "",
+              "Replicate mean with its 95% Student-t interval over replicates, the median, the number of finite "
+              "replicates, and the closed form of `collapse.theory` where one applies.", "",
+              final_table(df, metrics), "", "## Figures", ""]
+    lines += [f"![{name}]({name}.png)  \n`{name}.pdf`" for name in figures]
+    events = s.get("events") or []
+    if events:
+        lines += ["", "## Events", ""] + [f"- {json.dumps(e)}" for e in events[:20]]
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``collapse report <dir>`` / ``collapse-report <dir>``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: collapse report <run_or_sweep_dir>   (writes <dir>/report/report.md and figures)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        out = write_report(argv[0])
+    except (ReportError, FileNotFoundError, KeyError, ValueError) as exc:
+        msg = exc.args[0] if exc.args else str(exc)
+        print(f"collapse report: error: {msg}", file=sys.stderr)
+        raise SystemExit(2)
+    n = len(list(out.glob("*.pdf")))
+    print(f"collapse report: wrote {n} figures (PDF and PNG) and report.md into {out}")
+
+
+if __name__ == "__main__":
+    main()
