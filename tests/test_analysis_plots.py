@@ -54,6 +54,8 @@ def runs(tmp_path_factory):
     out["zipf"] = collapse.simulate(*TINY, "generations=5", "source=zipf", "model=categorical",
                                     "metrics.sample_every=2", run_dir=root / "zipf").run_dir
     out["ring"] = collapse.simulate(*TINY, "generations=3", "source=ring", run_dir=root / "ring").run_dir
+    out["markov"] = collapse.simulate("replicates=2", "generations=3", "source=markov", "model=ngram", "quiet=true",
+                                      run_dir=root / "markov").run_dir
     return out
 
 
@@ -135,7 +137,8 @@ def test_report_writes_figures_and_markdown_for_a_run_and_a_sweep(runs):
     for name, expected in (("gauss", ["curve_var_ratio", "tails_survival", "density"]),
                            ("sweep", ["curve_var_ratio", "phase_var_ratio"]),
                            ("zipf", ["curve_support", "rank_frequency"]),
-                           ("ring", ["curve_var_ratio", "scatter"])):
+                           ("ring", ["curve_var_ratio", "scatter"]),
+                           ("markov", ["curve_kl_true", "curve_ppl_real", "rank_frequency"])):
         if name == "sweep":  # through the command once; in-process for the others (faster)
             p = subprocess.run([CLI, "report", str(runs[name])], capture_output=True, text=True, timeout=300)
             assert p.returncode == 0, p.stderr
