@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg") if not os.environ.get("MPLBACKEND") else None
 import matplotlib.pyplot as plt  # noqa: E402
@@ -118,7 +119,10 @@ def metric_curve(data, metric: str, by=None, theory: bool = True, size="single",
             g = part["generation"].to_numpy()
             axis.plot(g, part[stat].to_numpy(), color=c, label=_label(by, key) if by else stat)
             if stat == "mean":
-                axis.fill_between(g, part["lo"].to_numpy(), part["hi"].to_numpy(), color=c, alpha=0.2, lw=0)
+                lo = part["lo"].to_numpy()
+                if logy:  # a band reaching <= 0 cannot be drawn on a log axis: clip it at the smallest mean
+                    lo = np.maximum(lo, np.nanmin(part["mean"].to_numpy()[part["mean"].to_numpy() > 0], initial=1e-300))
+                axis.fill_between(g, lo, part["hi"].to_numpy(), color=c, alpha=0.2, lw=0)
             if "theory" in part and np.isfinite(part["theory"]).any():
                 axis.plot(g, part["theory"].to_numpy(), color=c, ls="--", lw=1.0,
                           label="theory" if not by else None)
@@ -228,6 +232,7 @@ def survival(run, generations=None, size="single"):
         _surv(ax, real, center, color="black", label="truth", ls="--")
         ax.set_xscale("log")
         ax.set_xlim(left=float(np.quantile(np.linalg.norm(real.reshape(len(real), -1) - center, axis=1), 0.2)))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_yscale("log")
         ax.set_xlabel(r"$t$ (distance from the true mean)")
         ax.set_ylabel(r"$P(\|x - m\| > t)$")

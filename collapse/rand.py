@@ -467,6 +467,9 @@ def _inverse_cdf_table(p):
     K = p.shape[-1]
     cdf = jnp.cumsum(p)
     c = cdf / cdf[-1]
+    # XLA's cumsum is a parallel scan: in float32 it can step up at a zero-probability category (a different
+    # summation tree than its neighbour's); flatten those steps and keep c non-decreasing
+    c = lax.cummax(jnp.where(p > 0, c, jnp.zeros((), c.dtype)))
     last_pos = K - 1 - jnp.argmax((p > 0)[::-1])
     c = jnp.where(jnp.arange(K) >= last_pos, jnp.inf, c)
     M = 1 << int(np.ceil(np.log2(2 * K)))

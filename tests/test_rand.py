@@ -360,3 +360,19 @@ def _guide_vs_searchsorted(key, p):
     return got, jnp.searchsorted(c, u, side="right")
 
 
+
+
+def test_float32_multinomial_never_draws_an_extinct_category():
+    # a Zipf(1000, 1.1) distribution after 60 Wright-Fisher steps of 10^4 draws: 136 categories left, the rest
+    # exactly 0; float32 cumsum (a parallel scan) used to step up at some zeros (66 of 20000 draws hit one)
+    from collapse.theory import zipf_probs
+    rng = np.random.default_rng(0)
+    p = zipf_probs(1000, 1.1)
+    for _ in range(60):
+        p = rng.multinomial(10_000, p) / 10_000
+    P = jnp.asarray(p, jnp.float32)
+    keys = jax.random.split(jax.random.key(0), 20_000)
+    counts = np.asarray(jax.jit(jax.vmap(lambda k: rand.multinomial(k, 10_000, P)))(keys))
+    assert (p > 0).sum() == 136 and counts[:, p == 0].max() == 0
+    draws = np.asarray(rand.categorical(jax.random.key(1), P, 200_000))
+    assert np.all(p[draws] > 0)
