@@ -121,7 +121,8 @@ def metric_curve(data, metric: str, by=None, theory: bool = True, size="single",
             if stat == "mean":
                 lo = part["lo"].to_numpy()
                 if logy:  # a band reaching <= 0 cannot be drawn on a log axis: clip it at the smallest mean
-                    lo = np.maximum(lo, np.nanmin(part["mean"].to_numpy()[part["mean"].to_numpy() > 0], initial=1e-300))
+                    positive = part["mean"].to_numpy()[part["mean"].to_numpy() > 0]
+                    lo = np.maximum(lo, positive.min() if positive.size else 1e-300)
                 axis.fill_between(g, lo, part["hi"].to_numpy(), color=c, alpha=0.2, lw=0)
             if "theory" in part and np.isfinite(part["theory"]).any():
                 axis.plot(g, part["theory"].to_numpy(), color=c, ls="--", lw=1.0,
