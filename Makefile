@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast bench paper paper-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ bench: install
 	$(BIN)/python benchmarks/bench_transformer.py
 	$(BIN)/python benchmarks/bench_vae.py
 	$(BIN)/python benchmarks/bench_sweep.py
+
+paper: install
+	$(MAKE) -C paper
+
+paper-quick: install
+	$(MAKE) -C paper quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
