@@ -329,7 +329,8 @@ def rank_frequency(run, generations=None, size="single"):
 
 def _text_counts(p: Path) -> dict[int, np.ndarray]:
     from omegaconf import OmegaConf
-    level = OmegaConf.load(p / "config.yaml").source.get("level", "char")
+    src = OmegaConf.load(p / "config.yaml").source
+    level = "word" if src.name == "markov" else src.get("level", "char")  # markov tokens read "t12 t7 ..."
     texts: dict[int, Counter] = {}
     for line in (p / "samples.jsonl").read_text(encoding="utf-8").splitlines():
         x = json.loads(line)

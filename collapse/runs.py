@@ -65,10 +65,28 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+OUTPUTS = ("summary.json", "metrics.parquet", "samples.npz", "samples.jsonl", "classifier.npz", "samples", "report")
+
+
+def clear_outputs(run_dir: Path) -> None:
+    """Remove a previous run's results from a reused folder (summary first, so it never looks finished); the
+    checkpoint folder stays (it is what ``resume`` continues from)."""
+    import shutil
+    for name in OUTPUTS:
+        f = run_dir / name
+        if f.is_dir():
+            shutil.rmtree(f, ignore_errors=True)
+        else:
+            f.unlink(missing_ok=True)
+
+
 def write_config(run_dir: str | os.PathLike, cfg) -> Path:
-    """Write the resolved ``config.yaml`` (at the start of a run: what ``resume`` reads back)."""
+    """Write the resolved ``config.yaml`` (at the start of a run: what ``resume`` reads back), after clearing a
+    previous run's results from the folder."""
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "config.yaml").is_file():  # only a folder a run wrote before (never a user's own files)
+        clear_outputs(out)
     _atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     return out
 

@@ -114,6 +114,8 @@ def test_pictures_of_draws_render(runs, tmp_path):
     assert len(fig.axes[0].patches) == 3  # truth + two generations (step histograms)
     fig = plots.rank_frequency(runs["zipf"])
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][-1] == "truth"
+    fig = plots.rank_frequency(runs["markov"])  # tokens "t12 t7 ...": ranks count tokens, not characters
+    assert 12 < max(len(ln.get_xdata()) for ln in _lines(fig)) <= 32
     fig = plots.scatter(runs["ring"])
     assert len(fig.axes) == 2 and fig.axes[0].get_title() == "generation 0"  # generations 0 and 2
     fig = plots.sample_grid(runs["ring"])
@@ -177,3 +179,15 @@ def test_a_sweep_with_mixed_metrics_is_refused_with_what_was_found(tmp_path):
     with pytest.raises(MixedSweepError, match=r"jobs 0: mean_err, var_ratio.*; jobs 1: entropy, support"):
         load_sweep(tmp_path)
     assert set(load_sweep(tmp_path, allow_mixed=True)["job"]) == {"0", "1"}
+
+
+def test_a_reused_run_folder_loses_the_previous_results(tmp_path):
+    collapse.simulate(*TINY, "generations=41", "metrics.sample_every=10", run_dir=tmp_path / "r")
+    (tmp_path / "r" / "report").mkdir()
+    collapse.simulate(*TINY, "generations=3", "metrics.draws=0", run_dir=tmp_path / "r")
+    assert not (tmp_path / "r" / "samples.npz").exists() and not (tmp_path / "r" / "report").exists()
+    assert load_sweep(tmp_path / "r")["generation"].max() == 2
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "samples.npz").write_bytes(b"not ours")  # a folder collapse did not write: untouched
+    collapse.simulate(*TINY, "generations=2", "metrics.draws=0", run_dir=tmp_path / "mine")
+    assert (tmp_path / "mine" / "samples.npz").read_bytes() == b"not ours"
