@@ -3,6 +3,7 @@ single run, as one tidy DataFrame with a column per override), ``aggregate`` (re
 generation and metric) and ``compare_theory`` (the closed forms of :mod:`collapse.theory` beside them)."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -89,14 +90,21 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 
 
 def _is_override(column: str) -> bool:
-    """A config key column of a sweep: dotted (``loop.real_fraction``, ``config.precision``) or a top-level key."""
+    """A config key column of a sweep: dotted (``loop.real_fraction``, ``config.precision``) or a top-level key;
+    a top-level key with a metric's name is written ``config.<key>`` (CONTRACT), so such a name is a metric."""
+    top_keys, metric_names = _column_names()
+    return column not in metric_names and ("." in column or column in top_keys)
+
+
+@functools.lru_cache(maxsize=1)
+def _column_names() -> tuple[frozenset, frozenset]:
+    """(top-level config keys incl. the config groups, every metric name), read once."""
     from collapse import config as C
     from collapse.metrics import compute as M
 
-    metric_names = {*M.CONTINUOUS, *M.SAMPLE_BASED, *M.DISCRETE, *M.SUPERVISED, *M.TEXT, *M.NEURAL}
-    if column in metric_names:  # a top-level key with a metric's name is written config.<key> (CONTRACT)
-        return False
-    return "." in column or column in {p.split(".")[0] for p in C.flat_items(_default_config())}
+    top = set(yaml.safe_load((C.CONF_DIR / "config.yaml").read_text())) - {"hydra", "defaults"}
+    top |= {g.split("/")[0] for g in C.GROUPS if not g.startswith("hydra")}
+    return frozenset(top), frozenset({*M.CONTINUOUS, *M.SAMPLE_BASED, *M.DISCRETE, *M.SUPERVISED, *M.TEXT, *M.NEURAL})
 
 
 def group_columns(df: pd.DataFrame) -> list[str]:
@@ -104,20 +112,6 @@ def group_columns(df: pd.DataFrame) -> list[str]:
     ``loop.real_fraction``, top-level keys such as ``model`` or ``seed``, and ``config.<key>``) that take more than
     one value, in table order."""
     return [c for c in df.columns if c not in META and _is_override(c) and df[c].nunique(dropna=False) > 1]
-
-
-_DEFAULTS: dict = {}
-
-
-def _default_config() -> dict:
-    if not _DEFAULTS:
-        from omegaconf import OmegaConf
-
-        from collapse import config as C
-        _DEFAULTS.update(OmegaConf.to_container(OmegaConf.load(C.CONF_DIR / "config.yaml")))
-        _DEFAULTS.pop("hydra", None)
-        _DEFAULTS.update({"model": None, "source": None, "experiment": None, "logger": None})
-    return _DEFAULTS
 
 
 def _check_metrics(df: pd.DataFrame, metrics) -> list[str]:

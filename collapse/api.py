@@ -231,9 +231,7 @@ def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group
     quiet = cfg.quiet if quiet is None else quiet
     with precision_context(cfg):
         source, family, spec, metrics, dynamic, cfgs, points = prepare_sweep(cfg)
-        per_point = {k: np.asarray(v) for k, v in dynamic.items()}
-        if not per_point:  # every axis repeats one value: still one row block per point
-            per_point = {"seed": np.asarray([int(c.seed) for c in cfgs])}
+        per_point = {k: np.asarray(v) for k, v in dynamic.items()}  # every swept key is one of these
         eng = _run_engine(cfg, run_dir, quiet, source, family, spec, metrics, per_point)
     out_dtype = np.float64 if cfg.precision == "float64" else np.float32
     cols = dict(eng.columns)
@@ -246,8 +244,8 @@ def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group
     df = pd.DataFrame(table).sort_values(keys + ["replicate", "generation"], kind="stable").reset_index(drop=True)
     wall = time.perf_counter() - t0
     point_summaries, events = [], []
-    for pcfg, p in zip(cfgs, points):
-        sub = point_rows(df, p)
+    tables = [point_rows(df, p) for p in points]
+    for pcfg, p, sub in zip(cfgs, points, tables):
         ps = summarize(pcfg, sub, path=spec.path, wall_s=wall, compile_s=eng.compile_s, run_s=eng.run_s)
         events += [{**e, "point": p} for e in ps["events"]]
         point_summaries.append({"point": p, "metrics": ps["metrics"], "theory": ps["theory"]})
@@ -266,11 +264,11 @@ def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group
     if cfg.logger.name == "wandb":  # one wandb run per point, grouped by the sweep
         from collapse.wandb_log import log_run
         dirs = []
-        for i, (pcfg, p, ps) in enumerate(zip(cfgs, points, point_summaries)):
+        for i, (pcfg, p, ps, sub) in enumerate(zip(cfgs, points, point_summaries, tables)):
             if pcfg.logger.get("run_name") is None:
                 pcfg.logger.run_name = sweep.label(p)
             psum = {**summary, "metrics": ps["metrics"], "theory": ps["theory"], "events": []}
-            dirs.append(log_run(pcfg, point_rows(df, p), psum, written, histogram_samples(eng, i),
+            dirs.append(log_run(pcfg, sub, psum, written, histogram_samples(eng, i),
                                 group=group or (str(written) if written is not None else cfg.name)))
             events += psum["events"]
         summary["wandb_dirs"] = dirs

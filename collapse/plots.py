@@ -22,15 +22,13 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import matplotlib
+import matplotlib.pyplot as plt
 import matplotlib.ticker
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg") if not os.environ.get("MPLBACKEND") else None
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from collapse.analysis import aggregate, compare_theory, group_columns, load_sweep, metric_columns  # noqa: E402
-from collapse.runs import NotARunError  # noqa: E402
+from collapse.analysis import aggregate, compare_theory, group_columns, load_sweep, metric_columns
+from collapse.runs import NotARunError
 
 SIZES = {"single": (3.4, 2.5), "double": (7.0, 2.6)}
 STYLE = {

@@ -156,6 +156,11 @@ def write_report(path: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     """``collapse report <dir>`` / ``collapse-report <dir>``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    import os
+
+    import matplotlib
+    if not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")  # a command writes files: no windows, no display needed
     if len(argv) != 1 or argv[0].startswith("-"):
         print("usage: collapse report <run_or_sweep_dir>   (writes <dir>/report/report.md and figures)",
               file=sys.stderr)
