@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from collapse import config as C, sweep
+from collapse.curation import build_curation
 from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
 from collapse.metrics.compute import SAMPLE_BASED, build_metrics
 from collapse.runs import t_interval, versions, write_run
@@ -47,6 +49,8 @@ def resolve_path(cfg, source, family) -> str:
     """``engine.path``: ``auto`` takes the exact statistic path whenever it applies, else ``samples``."""
     samples, n_real = batch_units(cfg, source)
     blockers = stats_path_blockers(source, family, cfg.loop.synthetic, n_real, samples)
+    if cfg.curation.name != "none":
+        blockers.append(f"curation={cfg.curation.name} scores the candidate points")
     if cfg.engine.path == "stats" and blockers:
         raise C.ConfigError("engine.path", "stats", "not available here (" + "; ".join(blockers) + "); use auto or samples")
     if cfg.engine.path == "auto":
@@ -81,6 +85,8 @@ def prepare(cfg):
     spec = loop_spec(cfg, source, family)
     metrics = build_metrics(source, family, cfg.metrics, spec.scale, spec.dtype,
                             histogram=cfg.logger.name == "wandb")
+    if spec.curation is not None:  # accept_rate / reward_mean come from the engine's step
+        metrics = dataclasses.replace(metrics, param_names=metrics.param_names + spec.curation.metric_names)
     return source, family, spec, metrics
 
 
@@ -98,6 +104,10 @@ def prepare_sweep(cfg):
             if swept is None:
                 raise
             raise C.ConfigError(f"sweep.{swept}", axes[swept], f"value {exc.value!r}: {exc.allowed}") from None
+    if "loop.real_fraction" in axes and cfg.curation.name != "none":
+        raise C.ConfigError("sweep.loop.real_fraction", axes["loop.real_fraction"], f"cannot be vectorised with "
+                            f"curation={cfg.curation.name} (the candidate count follows the synthetic count); run one "
+                            "job per value: collapse -m loop.real_fraction=v1,v2,...")
     source, family, spec, metrics = prepare(cfgs[0])
     sweep.check_source(axes, source, family)
     specs = [spec] + [loop_spec(c, source, family) for c in cfgs[1:]]
@@ -113,7 +123,8 @@ def loop_spec(cfg, source, family) -> LoopSpec:
         generations=cfg.generations, samples=samples, n_real=n_real, synthetic=cfg.loop.synthetic,
         real=cfg.loop.real, scale=float(cfg.sampling.scale), path=path, every=cfg.metrics.every,
         sample_every=cfg.metrics.sample_every,
-        heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=C.dtype_of(cfg))
+        heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=C.dtype_of(cfg),
+        curation=build_curation(cfg, source, family, C.dtype_of(cfg)))
     check_pool(cfg, spec, family, source)
     return spec
 

@@ -26,19 +26,24 @@ HEADLINE = ("var_ratio", "mean_err", "tail_mass", "kl_true", "ppl_real", "rare_m
             "class_tv", "mode_coverage", "support", "entropy", "test_error", "recall")  # shown first, in this order
 
 
+CURATION_LINES = ("accept_rate", "reward_mean")  # added below the headline when the run reports them
+
+
 def headline(res) -> list[str]:
     """A few lines that say what the run showed: generation 0 vs the last generation, with theory."""
     s = res.summary
     df = res.metrics
     first = df[df["generation"] == 0]
-    keys = [k for k in HEADLINE if k in s["metrics"] and s["metrics"][k]["mean"] is not None]
+    keys = [k for k in HEADLINE if k in s["metrics"] and s["metrics"][k]["mean"] is not None][:4]
+    keys += [k for k in CURATION_LINES if k in s["metrics"] and s["metrics"][k]["mean"] is not None]
     lines = []
-    for k in keys[:4]:
+    for k in keys:
         m = s["metrics"][k]
         g0 = first[k].mean()
         ci = f" [{m['lo']:.4g}, {m['hi']:.4g}]" if m["lo"] is not None else ""
         th = f"  (theory {s['theory'][k]:.4g})" if k in s.get("theory", {}) else ""
-        lines.append(f"  {k:>10}: generation 0 {g0:.4g} -> generation {s['generation']} mean {m['mean']:.4g}{ci}, "
+        start = f"generation 0 {g0:.4g} -> " if np.isfinite(g0) else ""  # accept_rate: none at generation 0
+        lines.append(f"  {k:>10}: {start}generation {s['generation']} mean {m['mean']:.4g}{ci}, "
                      f"median {m['median']:.4g}{th}")
     return lines
 

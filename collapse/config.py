@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).parent / "conf"
-GROUPS = ("source", "model", "experiment", "logger", "hydra/launcher")
+GROUPS = ("source", "model", "curation", "experiment", "logger", "hydra/launcher")
 
 SOURCE_KINDS = {"gaussian": "continuous", "gmm": "continuous", "student_t": "continuous", "zipf": "discrete",
                 "linear": "supervised", "text": "text", "markov": "text", "digits": "image", "idx": "image",
@@ -190,6 +190,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _int(cfg, "metrics.tail_directions", lo=2)
     _int(cfg, "metrics.tail_samples", lo=100)
     _int(cfg, "metrics.repetition_n")
+    _validate_curation(cfg)
     ev = cfg.metrics.eval_samples
     _int(cfg, "metrics.knn_k", allowed=f"must be an integer in [1, metrics.eval_samples - 1 = {ev - 1}]")
     _int(cfg, "metrics.dc_k", allowed=f"must be an integer in [1, metrics.eval_samples - 1 = {ev - 1}]")
@@ -365,6 +366,38 @@ def _validate_model(cfg, fam: str, src: str, samples: int, synthetic: str) -> No
         if cfg.model.context > samples:
             raise ConfigError("model.context", cfg.model.context, f"is longer than the data: loop.samples={samples} "
                               "tokens per batch")
+
+
+def _validate_curation(cfg) -> None:
+    """The ``curation`` group and ``metrics.reward_mean`` (whether the source can score is checked when building)."""
+    from collapse.curation import METHODS, SCORES
+
+    v = _get(cfg, "metrics.reward_mean")
+    if v not in ("auto", True, False):
+        raise ConfigError("metrics.reward_mean", v, "must be auto, true or false")
+    name = _choice(cfg, "curation.name", METHODS)
+    _int(cfg, "curation.reward_draws")
+    if name == "none":
+        return
+    if _choice(cfg, "curation.score", SCORES) == "detector":
+        _int(cfg, "curation.detector.steps")
+        _num(cfg, "curation.detector.lr", 0.0, lo_open=True, allowed="must be a number > 0")
+        _num(cfg, "curation.detector.l2", 0.0, allowed="must be a number >= 0")
+    if name in ("threshold", "importance"):
+        over = _num(cfg, "curation.oversample", 1.0, allowed="must be a number >= 1 (candidates per kept point)")
+    if name == "threshold":
+        q = _num(cfg, "curation.quantile", 0.0, 1.0, hi_open=True)
+        if over * (1.0 - q) < 1.0 - 1e-9:
+            raise ConfigError("curation.oversample", over, f"keeps only the {1 - q:.0%} of candidates at or above "
+                              f"curation.quantile={q}, fewer than the batch needs; must be >= 1 / (1 - quantile) = "
+                              f"{1 / (1 - q):.4g}")
+    if name == "best_of":
+        _int(cfg, "curation.k", allowed="must be an integer >= 1 (candidates per kept point)")
+    if name in ("pairwise", "importance"):
+        _num(cfg, "curation.temperature", 0.0, lo_open=True, allowed="must be a number > 0")
+    if _get(cfg, "engine.path") == "stats":
+        raise ConfigError("engine.path", "stats", f"curation={name} scores candidate points, so it needs "
+                          "engine.path=samples (or auto)")
 
 
 def dtype_of(cfg) -> Any:

@@ -46,6 +46,7 @@ class LoopSpec:
     sample_every: int
     heldout: int
     dtype: Any
+    curation: Any = None  # a collapse.curation.Curation, or None (no curation, no reward_mean)
 
     @property
     def n_syn(self) -> int:
@@ -143,6 +144,8 @@ class Chain:
         self.pool = uses_pool(spec, family)
         self.acc_stats = spec.synthetic == "accumulate" and (spec.path == "stats" or family.has_stats)
         self.keep_gen0 = family.warm_from == "gen0" or metrics.needs_gen0
+        self.cur = spec.curation
+        self.curating = self.cur is not None and self.cur.active
 
     # ----- data -----------------------------------------------------------------------------------
     def _real(self, key, truth, n, g):
@@ -154,13 +157,38 @@ class Chain:
 
 
     def _synthetic(self, key, truth, params, n, scale):
-        src, fam = self.source, self.family
-        k_cov, k_syn = jax.random.split(key) if src.covariates is not None else (None, key)
         if self.spec.path == "stats":
+            src = self.source
+            k_cov, k_syn = jax.random.split(key) if src.covariates is not None else (None, key)
             cov_stats = src.covariate_stats(k_cov, truth, n) if src.kind == "supervised" else None
-            return fam.sample_stats(k_syn, params, n, scale, cov_stats)
+            return self.family.sample_stats(k_syn, params, n, scale, cov_stats)
+        return self._draw(key, truth, params, n, scale)
+
+    def _draw(self, key, truth, params, n, scale):
+        """n points drawn from the model (with their covariates or prompts, drawn from the source)."""
+        src = self.source
+        k_cov, k_syn = jax.random.split(key) if src.covariates is not None else (None, key)
         covariates = src.covariates(k_cov, truth, n) if src.covariates is not None else None
-        return fam.sample(k_syn, params, n, scale, covariates)
+        return self.family.sample(k_syn, params, n, scale, covariates)
+
+    def _curated(self, key, truth, params, n, scale, state):
+        """n synthetic points chosen by curation from c = candidates(n) model draws, and accept_rate = accepted / c."""
+        cur = self.cur
+        c = cur.candidates(n)
+        cand = self._draw(key, truth, params, c, scale)
+        scores = cur.score(jax.random.fold_in(key, 1), cand, truth, params, self._real_reference(state, truth))
+        idx, accepted = cur.select(jax.random.fold_in(key, 2), scores, n)
+        return _take(cand, idx), (accepted / c).astype(self.spec.dtype)
+
+    def _real_reference(self, state, truth):
+        """Held-out real data the detector score learns from (None when the score needs none)."""
+        if not self.cur.needs_real:
+            return None
+        for where in (state, truth):
+            for name in ("det_real", "heldout"):
+                if name in where:
+                    return where[name]
+        raise ValueError(f"source={self.source.name} has no held-out real data for the detector")
 
     def _combine(self, a, b):
         return self.family.merge_stats(a, b) if self.spec.path == "stats" else _concat(a, b)
@@ -182,6 +210,11 @@ class Chain:
         sampled = keep & ((g % spec.sample_every == 0) | (g == spec.generations - 1))
         if self.with_samples:
             out = {**out, **_maybe(sampled, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args[:3]))}
+        if self.cur is not None and self.cur.reward is not None:  # mean reward of the model's own draws
+            cur, kind = self.cur, self.source.kind
+            when = keep if kind in ("continuous", "discrete", "supervised") else sampled  # neural draws are costly
+            out["reward_mean"] = _maybe(when, lambda: jnp.mean(cur.reward(self._draw(
+                jax.random.fold_in(key, 3), truth, params, cur.reward_draws, truth["sampling_scale"]), truth)))
         if m.draw_fn is not None:  # model draws for samples.npz / wandb histograms (first replicates kept)
             when = keep if m.draw_every_kept else sampled
             out["_samples"] = _maybe(when, lambda: m.draw_fn(jax.random.fold_in(key, 2), params, truth))
@@ -201,6 +234,8 @@ class Chain:
         state: dict = {"k_gen": k_gen, "truth": own, "point": dict(point)}
         if src.kind == "continuous" or (src.kind == "text" and "heldout" not in data):
             state["heldout"] = src.sample(k_held, truth, spec.heldout)
+        elif self.curating and self.cur.needs_real and "heldout" not in data:  # detector's real data
+            state["det_real"] = src.sample(k_held, truth, spec.heldout)
         k_real, k_rest, k_fit, k_metric = jax.random.split(jax.random.fold_in(k_gen, 0), 4)
         prev = None  # generation 0 fits from scratch
         if spec.path == "stats" and dyn_real:
@@ -238,7 +273,10 @@ class Chain:
         state["params"] = params
         if self.keep_gen0:
             state["gen0"] = params
-        return state, self._metrics(k_metric, 0, params, state, truth)
+        out = self._metrics(k_metric, 0, params, state, truth)
+        if self.curating:  # no curation at generation 0
+            out["accept_rate"] = jnp.asarray(jnp.nan, spec.dtype)
+        return state, out
 
     # ----- generations >= 1 -------------------------------------------------------------------------
     def step(self, state, g, data):
@@ -246,6 +284,7 @@ class Chain:
         k_real, k_syn, k_fit, k_sub, k_metric = self._gen_keys(state["k_gen"], g)
         truth, params = {**state["truth"], **data}, state["params"]
         scale, n_real = state["point"]["scale"], state["point"]["n_real"]
+        rate = None
         if "n_real" in self.dyn:
             batch = self._dynamic_batch(state, k_real, k_syn, truth, params, g, scale)
         else:  # counts of the statistic path as runtime values, shapes of the sample path static
@@ -254,7 +293,10 @@ class Chain:
             if spec.n_real > 0:
                 n = n_real if stat else spec.n_real
                 parts.append(state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, n, g))
-            if spec.n_syn > 0:
+            if spec.n_syn > 0 and self.curating:  # the sample path: static counts
+                syn, rate = self._curated(k_syn, truth, params, spec.n_syn, scale, state)
+                parts.append(syn)
+            elif spec.n_syn > 0:
                 n = spec.samples - n_real if stat else spec.n_syn
                 parts.append(self._synthetic(k_syn, truth, params, n, scale))
             batch = parts[0] if len(parts) == 1 else self._combine(parts[0], parts[1])
@@ -279,7 +321,10 @@ class Chain:
                 idx = jax.lax.top_k(-u, m)[1]
                 params = fam.fit(k_fit, _take(pool, idx), jnp.ones(m, bool), params)
         new["params"] = params
-        return new, self._metrics(k_metric, g, params, new, truth)
+        out = self._metrics(k_metric, g, params, new, truth)
+        if self.curating:
+            out["accept_rate"] = rate if spec.n_syn > 0 else jnp.asarray(jnp.nan, spec.dtype)
+        return new, out
 
     def _dynamic_batch(self, state, k_real, k_syn, truth, params, g, scale):
         """The batch of generation g for a traced ``n_real`` (see the class docstring)."""

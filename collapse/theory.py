@@ -392,10 +392,11 @@ def theory_curves(cfg: Mapping[str, Any], generations: int) -> dict[str, np.ndar
       accumulate (fixed design); replace with n_real = samples (constant one-fit value).
     Everything else (accumulate/subsample for Gaussian and categorical, fixed real data with
     0 < real_fraction < 1, sampling.scale != 1, smoothing, ridge, fitted label noise, other sources or
-    families) returns {}.
+    families) returns {}, and so does any curated run (``curation.name`` other than none: the forms assume every
+    synthetic point enters the batch as drawn).
     """
     G = int(generations)
-    if G < 1:
+    if G < 1 or _section(cfg, "curation").get("name", "none") not in ("none", None):
         return {}
     g = np.arange(G)
     src, model, loop, sampling = (_section(cfg, k) for k in ("source", "model", "loop", "sampling"))

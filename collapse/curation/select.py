@@ -1,0 +1,73 @@
+"""Selection rules of curation: which of ``c`` scored candidates fill the ``n`` synthetic slots of a batch.
+
+Every rule is a pure function ``(key, scores, n) -> (index, accepted)`` on one replicate: ``scores`` is the
+``(c,)`` score of each candidate (NaN counts as the lowest score), ``index`` the ``(n,)`` int32 candidates
+that enter the batch, ``accepted`` the number of distinct candidates the rule accepts, so that
+``accept_rate = accepted / c``. Shapes are static (``c`` and ``n`` are known at trace time), so a curated run
+compiles once; candidates are i.i.d. model draws, so their order is random and "the first n" is an unbiased
+choice.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from collapse import rand
+
+
+def _clean(scores):
+    """NaN -> -inf (an unscorable candidate is the least wanted)."""
+    return jnp.where(jnp.isnan(scores), -jnp.inf, scores)
+
+
+def threshold_candidates(n: int, oversample: float) -> int:
+    """c = ceil(oversample * n) candidates."""
+    return int(math.ceil(oversample * n - 1e-9))
+
+
+def threshold(key, scores, n: int, quantile: float):
+    """Keep candidates whose score is at least the q-quantile t = s_(floor(q c)) (the lower order statistic of
+    the sorted scores, 0-based), then the first ``n`` of them in candidate order. ``accepted`` = #{s >= t}
+    >= c - floor(q c); the config check ``oversample >= 1 / (1 - q)`` makes that >= n."""
+    del key
+    s = _clean(scores)
+    c = s.shape[0]
+    t = jnp.sort(s)[min(int(math.floor(quantile * c)), c - 1)]
+    ok = s >= t
+    order = jnp.argsort(~ok, stable=True)  # accepted first, each group in candidate order
+    return order[:n].astype(jnp.int32), jnp.sum(ok)
+
+
+def best_of(key, scores, n: int, k: int):
+    """Candidates in n groups of k (candidate i is in group i // k); keep each group's best (first on ties).
+    accepted = n, so accept_rate = 1 / k."""
+    del key
+    s = _clean(scores).reshape(n, k)
+    best = jnp.argmax(s, axis=1)
+    return (jnp.arange(n) * k + best).astype(jnp.int32), jnp.asarray(n)
+
+
+def pairwise(key, scores, n: int, temperature: float):
+    """Candidates in n pairs (2i, 2i + 1); keep the first with the Bradley-Terry probability
+    P = sigmoid((s_2i - s_2i+1) / temperature) (Ferbach et al. 2024), else the second. accepted = n (1/2)."""
+    s = _clean(scores).reshape(n, 2)
+    a, b = s[:, 0], s[:, 1]
+    diff = jnp.where(a == b, 0.0, a - b)  # equal (also both -inf): a fair coin
+    first = jax.random.uniform(key, (n,), s.dtype) < jax.nn.sigmoid(diff / temperature)
+    return (2 * jnp.arange(n) + jnp.where(first, 0, 1)).astype(jnp.int32), jnp.asarray(n)
+
+
+def importance(key, scores, n: int, temperature: float):
+    """Resample n candidates with replacement, P(i) = exp(s_i / T) / sum_j exp(s_j / T) (sampling-importance-
+    resampling: with s = log p_true - log p_model and T = 1 the kept points approach p_true as c grows).
+    accepted = the number of distinct candidates drawn."""
+    s = _clean(scores) / temperature
+    c = s.shape[0]
+    top = jnp.max(s)
+    w = jnp.exp(s - jnp.where(jnp.isfinite(top), top, 0.0))
+    w = jnp.where(jnp.sum(w) > 0, w, jnp.ones_like(w))  # every score -inf: uniform
+    idx = rand.categorical(key, w, n).astype(jnp.int32)
+    distinct = jnp.sum(jnp.zeros(c, bool).at[idx].set(True))
+    return idx, distinct
