@@ -274,7 +274,7 @@ class Chain:
         if self.keep_gen0:
             state["gen0"] = params
         out = self._metrics(k_metric, 0, params, state, truth)
-        if self.curating:  # no curation at generation 0
+        if self.cur is not None:  # no curation at generation 0
             out["accept_rate"] = jnp.asarray(jnp.nan, spec.dtype)
         return state, out
 
@@ -322,7 +322,8 @@ class Chain:
                 params = fam.fit(k_fit, _take(pool, idx), jnp.ones(m, bool), params)
         new["params"] = params
         out = self._metrics(k_metric, g, params, new, truth)
-        if self.curating:
+        if self.cur is not None:  # none keeps every drawn point: 1
+            rate = rate if self.curating else jnp.asarray(1.0, spec.dtype)
             out["accept_rate"] = rate if spec.n_syn > 0 else jnp.asarray(jnp.nan, spec.dtype)
         return new, out
 

@@ -33,7 +33,8 @@ METRICS = ("accept_rate", "reward_mean")
 class Curation:
     """What the engine needs: ``candidates(n)`` (static count drawn for n kept points), ``select(key, scores, n)``
     -> (index (n,), accepted), ``score(key, cand, truth, params, real)`` -> (c,), and ``reward(x, truth)`` for
-    ``reward_mean`` (None: not reported). ``name == "none"`` curates nothing (only ``reward_mean`` may be on)."""
+    ``reward_mean`` (None: not reported). ``name == "none"`` curates nothing: it exists only to report ``reward_mean``
+    (and ``accept_rate`` = 1) beside curated runs of the same comparison."""
 
     name: str
     score_name: Optional[str]
@@ -50,7 +51,7 @@ class Curation:
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return (("accept_rate",) if self.active else ()) + (("reward_mean",) if self.reward is not None else ())
+        return ("accept_rate",) + (("reward_mean",) if self.reward is not None else ())
 
 
 def _total(lp):
