@@ -174,8 +174,14 @@ def _config_for(df: pd.DataFrame, config, group: dict) -> dict:
 
     if config is None:
         configs = df.attrs.get("configs") or {}
-        if "job" in group and str(group["job"]) in configs:
-            config = configs[str(group["job"])]
+        job = group.get("job")
+        tests = [(df[k] == v).to_numpy() for k, v in group.items() if k in df.columns]
+        if job is None and configs and "job" in df.columns and tests:  # the job whose rows hold this group's values
+            rows = np.logical_and.reduce(tests)
+            jobs = df.loc[rows, "job"].astype(str).unique()
+            job = jobs[0] if len(jobs) else None
+        if job is not None and str(job) in configs:
+            config = configs[str(job)]
         else:
             config = df.attrs.get("config") or (next(iter(configs.values())) if configs else None)
     if config is None:

@@ -40,7 +40,8 @@ def _headline(df: pd.DataFrame) -> list[str]:
     from collapse.analysis import metric_columns
     have = [m for m in metric_columns(df) if np.isfinite(df[m].to_numpy(np.float64)).any()]
     first = [m for m in HEADLINE if m in have]
-    return (first + [m for m in have if m not in first])[:MAX_CURVES]
+    picked = (first + [m for m in have if m not in first])[:MAX_CURVES]
+    return picked + [m for m in ("accept_rate", "reward_mean") if m in have and m not in picked]  # curation's cost
 
 
 def _cell(row) -> str:

@@ -87,6 +87,7 @@ def elliptical_tail_prob(weights, means, covs, center, shape, r2, directions):
         r_hi = (-ab + sq) / bb
         r_lo = jnp.clip((-ab - sq) / bb, 0.0)
         inside = jnp.where((disc > 0) & (r_hi > 0), _chi2_cdf(r_hi**2, d) - _chi2_cdf(r_lo**2, d), 0.0)
+        inside = jnp.where(bb > 0, inside, (aa <= r2).astype(inside.dtype))  # a point mass (C = 0) at m: Q(m) = aa
         return 1.0 - jnp.mean(inside)
 
     return weights @ jax.vmap(one_component)(means, covs)
