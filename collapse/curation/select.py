@@ -14,7 +14,6 @@ import math
 import jax
 import jax.numpy as jnp
 
-from collapse import rand
 
 
 def _clean(scores):
@@ -27,6 +26,33 @@ def threshold_candidates(n: int, oversample: float) -> int:
     return int(math.ceil(oversample * n - 1e-9))
 
 
+def _sortable(x):
+    """Unsigned integer keys ordered like the floats ``x`` (IEEE bits; negatives flipped): exact comparisons
+    without a sort. Returns (keys, bit width, unsigned dtype)."""
+    bits = 8 * x.dtype.itemsize
+    ut = jnp.uint32 if bits == 32 else jnp.uint64
+    u = jax.lax.bitcast_convert_type(x, ut)
+    sign = ut(1 << (bits - 1))
+    return jnp.where((u & sign) > 0, ~u, u | sign), bits, ut
+
+
+def order_statistic_key(keys, j: int, bits: int, ut):
+    """The key of the j-th smallest entry (0-based) by a bitwise binary search: the largest v with
+    #{keys < v} <= j. ``bits`` passes of one comparison each, O(bits x c), no sort (XLA's CPU sort under vmap
+    is about 10x slower here)."""
+    def bit(b, v):
+        trial = v | (ut(1) << (bits - 1 - b).astype(ut))
+        return jnp.where(jnp.sum(keys < trial) <= j, trial, v)
+    return jax.lax.fori_loop(0, bits, bit, ut(0))
+
+
+def _first(ok, n: int):
+    """Indices of the first n True entries of ``ok`` in order (int32; the caller guarantees at least n)."""
+    pos = jnp.cumsum(ok) - 1
+    slot = jnp.where(ok & (pos < n), pos, n)
+    return jnp.zeros(n + 1, jnp.int32).at[slot].set(jnp.arange(ok.shape[0], dtype=jnp.int32))[:n]
+
+
 def threshold(key, scores, n: int, quantile: float):
     """Keep candidates whose score is at least the q-quantile t = s_(floor(q c)) (the lower order statistic of
     the sorted scores, 0-based), then the first ``n`` of them in candidate order. ``accepted`` = #{s >= t}
@@ -34,10 +60,9 @@ def threshold(key, scores, n: int, quantile: float):
     del key
     s = _clean(scores)
     c = s.shape[0]
-    t = jnp.sort(s)[min(int(math.floor(quantile * c)), c - 1)]
-    ok = s >= t
-    order = jnp.argsort(~ok, stable=True)  # accepted first, each group in candidate order
-    return order[:n].astype(jnp.int32), jnp.sum(ok)
+    keys, bits, ut = _sortable(s)
+    ok = keys >= order_statistic_key(keys, min(int(math.floor(quantile * c)), c - 1), bits, ut)
+    return _first(ok, n), jnp.sum(ok)
 
 
 def best_of(key, scores, n: int, k: int):
@@ -62,12 +87,16 @@ def pairwise(key, scores, n: int, temperature: float):
 def importance(key, scores, n: int, temperature: float):
     """Resample n candidates with replacement, P(i) = exp(s_i / T) / sum_j exp(s_j / T) (sampling-importance-
     resampling: with s = log p_true - log p_model and T = 1 the kept points approach p_true as c grows).
-    accepted = the number of distinct candidates drawn."""
+    Inverse CDF: index = #{cdf <= U * total}, the CDF flattened at zero weights (never drawn). accepted = the
+    number of distinct candidates drawn."""
     s = _clean(scores) / temperature
     c = s.shape[0]
     top = jnp.max(s)
     w = jnp.exp(s - jnp.where(jnp.isfinite(top), top, 0.0))
     w = jnp.where(jnp.sum(w) > 0, w, jnp.ones_like(w))  # every score -inf: uniform
-    idx = rand.categorical(key, w, n).astype(jnp.int32)
+    cdf = jax.lax.cummax(jnp.where(w > 0, jnp.cumsum(w), 0.0))
+    u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
+    last = c - 1 - jnp.argmax((w > 0)[::-1])  # u * total rounding up to total must not pick a zero weight
+    idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right", method="scan_unrolled"), last).astype(jnp.int32)
     distinct = jnp.sum(jnp.zeros(c, bool).at[idx].set(True))
     return idx, distinct
