@@ -19,7 +19,7 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -132,6 +132,29 @@ def metric_curve(data, metric: str, by=None, theory: bool = True, size="single",
         if by or (theory and "theory" in agg and np.isfinite(agg["theory"]).any()):
             axis.legend(title=None if not by else "dashed: theory" if "theory" in agg and
                         np.isfinite(agg["theory"]).any() else None)
+    return fig
+
+
+def panel(data, metrics: Sequence[str] = ("reward_mean", "var_ratio", "tail_mass", "accept_rate"), by=None,
+          ncols: int = 2, logy: Sequence[str] = ()):
+    """Several metrics side by side (one :func:`metric_curve` per axis, shared regimes and colours), e.g. a
+    curation comparison: what each rule buys (``reward_mean``) against what it costs (diversity, tails, the
+    share of candidates it throws away). Only the first axis carries the legend. Size: 7.0 in wide, 2.3 in per
+    row."""
+    df = table(data)
+    for m in metrics:
+        _check_metric(df, m)
+    rows = -(-len(metrics) // ncols)
+    with paper_style():
+        fig, axes = plt.subplots(rows, ncols, figsize=(SIZES["double"][0], 2.3 * rows), squeeze=False)
+    for i, (m, axis) in enumerate(zip(metrics, axes.ravel())):
+        metric_curve(df, m, by=by, ax=axis, logy=m in logy)
+        if i and axis.get_legend() is not None:
+            axis.get_legend().remove()
+    for axis in axes.ravel()[len(metrics):]:
+        axis.set_visible(False)
+    with paper_style():
+        fig.tight_layout()
     return fig
 
 
