@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_transformer.py
 	$(BIN)/python benchmarks/bench_vae.py
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_curation.py
 
 paper: install
 	$(MAKE) -C paper

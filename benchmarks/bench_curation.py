@@ -24,6 +24,8 @@ RULES = {
     "threshold/model_loglik": ["curation=threshold", "curation.score=model_loglik", "curation.quantile=0.5",
                                "curation.oversample=2"],
     "importance/density_ratio": ["curation=importance", "curation.score=density_ratio", "curation.oversample=2"],
+    "importance(systematic)/density_ratio": ["curation=importance", "curation.score=density_ratio",
+                                             "curation.oversample=2", "curation.resampling=systematic"],
     "pairwise/reward": ["curation=pairwise", "curation.score=reward"],
     "best_of(k=2)/true_loglik": ["curation=best_of", "curation.k=2", "curation.score=true_loglik"],
     "importance/detector": ["curation=importance", "curation.score=detector", "curation.oversample=2"],
@@ -72,12 +74,12 @@ def main() -> None:
                 t, res = timed(collapse, [*common, *ov], args.repeats)
                 rate = res.metrics.loc[res.metrics["generation"] == G - 1, "accept_rate"].mean()
                 extra = f"   vs auto path {t / t_auto:5.2f}x" if fam == "gaussian" else ""
-                print(f"    {rule:26s} {t * ms:8.3f} ms/gen   {t / t_none:5.2f}x none{extra}   "
+                print(f"    {rule:38s} {t * ms:8.3f} ms/gen   {t / t_none:5.2f}x none{extra}   "
                       f"(accept_rate {rate:.3f})", flush=True)
                 if not rule.endswith("detector"):
                     worst[(fam, label)] = max(worst.get((fam, label), 0.0), t / t_none)
     for (fam, label), r in worst.items():
-        print(f"worst ratio of the four oversample-2 rules, {fam}, {label} metrics: {r:.2f}x "
+        print(f"worst ratio of the oversample-2 rules (detector aside), {fam}, {label} metrics: {r:.2f}x "
               f"({'meets' if r <= 2.0 else 'misses'} the <= 2x target)")
 
 

@@ -395,6 +395,8 @@ def _validate_curation(cfg) -> None:
         _int(cfg, "curation.k", allowed="must be an integer >= 1 (candidates per kept point)")
     if name in ("pairwise", "importance"):
         _num(cfg, "curation.temperature", 0.0, lo_open=True, allowed="must be a number > 0")
+    if name == "importance":
+        _choice(cfg, "curation.resampling", ("multinomial", "systematic"))
     if _get(cfg, "engine.path") == "stats":
         raise ConfigError("engine.path", "stats", f"curation={name} scores candidate points, so it needs "
                           "engine.path=samples (or auto)")

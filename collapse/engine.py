@@ -178,7 +178,7 @@ class Chain:
         cand = self._draw(key, truth, params, c, scale)
         scores = cur.score(jax.random.fold_in(key, 1), cand, truth, params, self._real_reference(state, truth))
         idx, accepted = cur.select(jax.random.fold_in(key, 2), scores, n)
-        return _take(cand, idx), (accepted / c).astype(self.spec.dtype)
+        return (cur.take or _take)(cand, idx), (accepted / c).astype(self.spec.dtype)
 
     def _real_reference(self, state, truth):
         """Held-out real data the detector score learns from (None when the score needs none)."""

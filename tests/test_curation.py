@@ -56,6 +56,10 @@ def test_pairwise_follows_bradley_terry():
         assert abs(first - p) < 4 * np.sqrt(p * (1 - p) / n) and int(accepted) == n
     idx, _ = sel.pairwise(key, jnp.tile(jnp.array([0.0, 50.0]), 100), 100, temperature=1e-3)
     assert bool(jnp.all(idx % 2 == 1))  # a near-zero temperature always keeps the better one
+    cand = {"x": jnp.arange(12.0).reshape(6, 2), "y": jnp.arange(6)}  # take_pairs == a gather, any tree
+    pick = jnp.array([1, 2, 4])
+    out = sel.take_pairs(cand, pick)
+    assert out["x"].tolist() == cand["x"][pick].tolist() and out["y"].tolist() == [1, 2, 4]
 
 
 def test_importance_resamples_with_weights_exp_score():
@@ -69,6 +73,20 @@ def test_importance_resamples_with_weights_exp_score():
     assert set(np.asarray(idx).tolist()) == {2} and int(accepted) == 1
     idx, _ = sel.importance(jax.random.key(3), jnp.array([0.0, 2.0]), n, temperature=2.0)  # weights e^0, e^1
     assert abs(float(jnp.mean(idx == 1)) - np.e / (1 + np.e)) < 4 * np.sqrt(0.25 / n)
+
+
+def test_systematic_resampling_keeps_each_candidate_its_expected_count_to_within_one():
+    w = jnp.log(jnp.array([1.0, 3.0, 0.0, 4.0]))
+    for seed in range(5):  # n w_i integer: the counts are exact whatever U is
+        idx, accepted = sel.importance_systematic(jax.random.key(seed), w, 8, temperature=1.0)
+        assert idx.tolist() == [0, 1, 1, 1, 3, 3, 3, 3] and int(accepted) == 3
+    s = jax.random.normal(jax.random.key(9), (50,))
+    p = np.asarray(jax.nn.softmax(s))
+    for seed in range(20):
+        idx, accepted = sel.importance_systematic(jax.random.key(seed), s, 37, temperature=1.0)
+        counts = np.bincount(np.asarray(idx), minlength=50)
+        assert counts.sum() == 37 and np.all(np.abs(counts - 37 * p) < 1 + 1e-5)
+        assert int(accepted) == int(np.sum(counts > 0))
 
 
 @pytest.mark.parametrize("newton", [True, False])
@@ -138,11 +156,13 @@ def test_filtering_by_model_likelihood_erodes_tails_sooner():
     assert _final(kept, "var_ratio", 3)[0] < _final(none, "var_ratio", 3)[0]
 
 
-@pytest.mark.parametrize("score", ["density_ratio", "detector"])
-def test_density_ratio_resampling_keeps_a_synthetic_gaussian_from_collapsing(score):
+@pytest.mark.parametrize("score, resampling", [("density_ratio", "multinomial"), ("detector", "multinomial"),
+                                               ("density_ratio", "systematic")])
+def test_density_ratio_resampling_keeps_a_synthetic_gaussian_from_collapsing(score, resampling):
     G = 50
     none = collapse.simulate(*FAST, f"generations={G}").metrics
-    kept = collapse.simulate(*FAST, f"generations={G}", "curation=importance", f"curation.score={score}").metrics
+    kept = collapse.simulate(*FAST, f"generations={G}", "curation=importance", f"curation.score={score}",
+                             f"curation.resampling={resampling}").metrics
     (m0, s0), (m1, s1) = _final(none, "var_ratio"), _final(kept, "var_ratio")
     assert m1 > m0 + 4 * np.hypot(s0, s1)  # the uncurated variance decays ((n-1)/n)^g ~ 0.61
     g0 = _final(kept, "var_ratio", 0)[0]
@@ -205,6 +225,8 @@ def test_preset_runs_every_rule_as_one_multirun(tmp_path):
     (["curation=importance", "model=diffusion", "source=ring", "curation.score=model_loglik"],
      "model=diffusion has no likelihood"),
     (["curation=threshold", "sweep.loop.real_fraction=[0,0.5]"], "cannot be vectorised with curation=threshold"),
+    (["curation=importance", "curation.resampling=stratified"],
+     "curation.resampling='stratified': must be one of multinomial, systematic"),
     (["curation=wrong"], "curation='wrong': must be one of best_of, importance, none, pairwise, threshold"),
 ])
 def test_bad_curation_fails_with_one_line_and_no_run(tmp_path, monkeypatch, capsys, args, expected):

@@ -44,6 +44,7 @@ class Curation:
     reward: Optional[Callable]
     reward_draws: int
     needs_real: bool
+    take: Optional[Callable] = None  # (cand, index) -> kept rows, when faster than a gather (pairwise)
 
     @property
     def active(self) -> bool:
@@ -165,6 +166,8 @@ def build_curation(cfg, source, family, dtype) -> Optional[Curation]:
         candidates, select = (lambda n: 2 * n), partial(sel.pairwise, temperature=float(c.temperature))
     else:
         candidates, select = partial(sel.threshold_candidates, oversample=float(c.oversample)), \
-            partial(sel.importance, temperature=float(c.temperature))
+            partial(sel.importance, temperature=float(c.temperature), resampling=str(c.resampling))
     score = _score_fn(c, source, family, dtype)
-    return Curation(c.name, c.score, candidates, select, score, reward, int(c.reward_draws), c.score == "detector")
+    take = sel.take_pairs if c.name == "pairwise" else None
+    return Curation(c.name, c.score, candidates, select, score, reward, int(c.reward_draws), c.score == "detector",
+                    take)

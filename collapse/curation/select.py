@@ -84,17 +84,57 @@ def pairwise(key, scores, n: int, temperature: float):
     return (2 * jnp.arange(n) + jnp.where(first, 0, 1)).astype(jnp.int32), jnp.asarray(n)
 
 
-def importance(key, scores, n: int, temperature: float):
+def take_pairs(cand, idx):
+    """The rows ``idx`` of a pairwise selection (idx_i in {2i, 2i + 1}) as a select between the pair's two rows:
+    the same result as a gather, about 3x faster on CPU under vmap (XLA fuses the candidates' draws into a
+    gather, not into a select)."""
+    second = idx % 2 == 1
+
+    def one(leaf):
+        pairs = leaf.reshape((idx.shape[0], 2) + leaf.shape[1:])
+        return jnp.where(second.reshape((-1,) + (1,) * (leaf.ndim - 1)), pairs[:, 1], pairs[:, 0])
+    return jax.tree_util.tree_map(one, cand)
+
+
+def _weights(scores, temperature: float):
+    """w_i = exp(s_i / T - max_j s_j / T) and their CDF, flattened at zero weights (every score -inf: uniform)."""
+    s = _clean(scores) / temperature
+    top = jnp.max(s)
+    w = jnp.exp(s - jnp.where(jnp.isfinite(top), top, 0.0))
+    w = jnp.where(jnp.sum(w) > 0, w, jnp.ones_like(w))
+    return w, jax.lax.cummax(jnp.where(w > 0, jnp.cumsum(w), 0.0))
+
+
+def importance(key, scores, n: int, temperature: float, resampling: str = "multinomial"):
+    """Importance resampling with weights exp(s / T): ``multinomial`` (:func:`importance_multinomial`, i.i.d.
+    draws) or ``systematic`` (:func:`importance_systematic`, lower variance, faster)."""
+    if resampling == "systematic":
+        return importance_systematic(key, scores, n, temperature)
+    return importance_multinomial(key, scores, n, temperature)
+
+
+def importance_systematic(key, scores, n: int, temperature: float):
+    """Systematic resampling (one U ~ U[0, 1); slot j takes the candidate whose CDF interval holds (j + U) / n):
+    candidate i is kept N_i = ceil(n F_i - U) - ceil(n F_(i-1) - U) times, F the normalised CDF, so E N_i = n w_i
+    exactly and |N_i - n w_i| < 1. Slots come in candidate order (candidates are i.i.d., so that order is random).
+    accepted = #{N_i > 0}."""
+    w, cdf = _weights(scores, temperature)
+    c = w.shape[0]
+    u = jax.random.uniform(key, (), cdf.dtype)
+    upto = jnp.clip(jnp.ceil(cdf / cdf[-1] * n - u), 0, n).astype(jnp.int32)  # slots taken by candidates <= i
+    count = upto - jnp.concatenate([jnp.zeros(1, jnp.int32), upto[:-1]])
+    first = jnp.where(count > 0, upto - count, n)
+    idx = jax.lax.cummax(jnp.zeros(n + 1, jnp.int32).at[first].max(jnp.arange(c, dtype=jnp.int32))[:n])
+    return idx, jnp.sum(count > 0)
+
+
+def importance_multinomial(key, scores, n: int, temperature: float):
     """Resample n candidates with replacement, P(i) = exp(s_i / T) / sum_j exp(s_j / T) (sampling-importance-
     resampling: with s = log p_true - log p_model and T = 1 the kept points approach p_true as c grows).
     Inverse CDF: index = #{cdf <= U * total}, the CDF flattened at zero weights (never drawn). accepted = the
     number of distinct candidates drawn."""
-    s = _clean(scores) / temperature
-    c = s.shape[0]
-    top = jnp.max(s)
-    w = jnp.exp(s - jnp.where(jnp.isfinite(top), top, 0.0))
-    w = jnp.where(jnp.sum(w) > 0, w, jnp.ones_like(w))  # every score -inf: uniform
-    cdf = jax.lax.cummax(jnp.where(w > 0, jnp.cumsum(w), 0.0))
+    w, cdf = _weights(scores, temperature)
+    c = w.shape[0]
     u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
     last = c - 1 - jnp.argmax((w > 0)[::-1])  # u * total rounding up to total must not pick a zero weight
     idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right", method="scan_unrolled"), last).astype(jnp.int32)
