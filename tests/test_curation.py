@@ -190,6 +190,16 @@ def test_curation_on_text_and_discrete_sources():
     assert z["accept_rate"].dropna().between(0, 1).all() and np.isfinite(z["entropy"]).all()
 
 
+def test_curation_on_images_detector_on_pixels_and_class_reward():
+    df = collapse.simulate("source=digits", "model=vae", "model.steps=30", "loop.samples=128", "generations=2",
+                           "replicates=1", "quiet=true", "metrics.eval_samples=64", "curation=importance",
+                           "curation.score=detector", "curation.detector.steps=20").metrics
+    rate = float(df.loc[df["generation"] == 1, "accept_rate"].iloc[0])
+    assert 0 < rate <= 0.5  # 128 resampled from 256 candidates
+    r = df["reward_mean"].to_numpy()  # log p(class 0 | x) under the feature classifier: a log-probability
+    assert np.all(np.isfinite(r)) and np.all(r <= 0)
+
+
 # ----- the command line ------------------------------------------------------------------------------------
 def test_preset_runs_every_rule_as_one_multirun(tmp_path):
     out = tmp_path / "sweep"
