@@ -114,8 +114,10 @@ def metric_curve(data, metric: str, by=None, theory: bool = True, size="single",
     with paper_style():
         for i, (key, part) in enumerate(groups):
             c = colors[i % len(colors)]
+            part = part[np.isfinite(part[stat].to_numpy(np.float64))]  # metrics of some generations only: join them
             g = part["generation"].to_numpy()
-            axis.plot(g, part[stat].to_numpy(), color=c, label=_label(by, key) if by else stat)
+            axis.plot(g, part[stat].to_numpy(), color=c, label=_label(by, key) if by else stat,
+                      marker="o" if 0 < len(g) <= 12 else None, ms=2.5)
             if stat == "mean":
                 lo = part["lo"].to_numpy()
                 if logy:  # a band reaching <= 0 cannot be drawn on a log axis: clip it at the smallest mean
