@@ -96,9 +96,10 @@ def check_source(sweep_axes: dict[str, list], source, family) -> None:
 def dynamic_values(cfgs: list[DictConfig], specs: list, sweep_axes: dict[str, list]) -> dict[str, list]:
     """The per-point inputs of the engine ({"seed", "n_real", "scale"}: those that vary or are swept); every
     other part of the loop must be the same at every point."""
-    base = dataclasses.replace(specs[0], n_real=0, scale=1.0)
+    # curation: one config for every point (never swept), but each point builds its own record of functions
+    base = dataclasses.replace(specs[0], n_real=0, scale=1.0, curation=None)
     for cfg, spec in zip(cfgs[1:], specs[1:]):
-        other = dataclasses.replace(spec, n_real=0, scale=1.0)
+        other = dataclasses.replace(spec, n_real=0, scale=1.0, curation=None)
         if other != base:
             diff = [f.name for f in dataclasses.fields(base) if getattr(base, f.name) != getattr(other, f.name)]
             raise C.ConfigError("sweep", dict(sweep_axes), f"the points need different programs ({', '.join(diff)} "

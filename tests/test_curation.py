@@ -200,6 +200,16 @@ def test_curation_on_images_detector_on_pixels_and_class_reward():
     assert np.all(np.isfinite(r)) and np.all(r <= 0)
 
 
+def test_a_vectorised_seed_and_scale_sweep_of_a_curated_chain_equals_its_single_runs():
+    base = ["generations=4", "replicates=3", "quiet=true", "metrics.sample_based=false", "curation=importance"]
+    sweep = collapse.simulate(*base, "sweep.seed=[0,5]", "sweep.sampling.scale=[1.0,0.9]").metrics
+    single = collapse.simulate(*base, "seed=5", "sampling.scale=0.9").metrics
+    part = sweep[(sweep["seed"] == 5) & (sweep["sampling.scale"] == 0.9)]
+    for col in single.columns:
+        np.testing.assert_allclose(part[col].to_numpy(np.float64), single[col].to_numpy(np.float64), rtol=1e-6,
+                                   equal_nan=True, err_msg=col)
+
+
 # ----- the command line ------------------------------------------------------------------------------------
 def test_preset_runs_every_rule_as_one_multirun(tmp_path):
     out = tmp_path / "sweep"
