@@ -210,6 +210,36 @@ def test_a_vectorised_seed_and_scale_sweep_of_a_curated_chain_equals_its_single_
                                    equal_nan=True, err_msg=col)
 
 
+def test_a_curated_run_killed_mid_way_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    """The detector's held-out real draw (zipf: part of the chain state) and the curation keys survive a resume."""
+    import pandas as pd
+
+    from collapse import config as C
+    from collapse.api import run
+    from collapse.checkpoint import Checkpointer
+
+    args = ["source=zipf", "model=categorical", "replicates=3", "generations=9", "engine.chunks=4",
+            "checkpoint.every=1", "curation=importance", "curation.score=detector", "quiet=true"]
+    full = run(C.compose(args), run_dir=tmp_path / "full")
+    save, calls = Checkpointer.save, {"n": 0}
+
+    def crash_after_two(self, *a, **kw):
+        save(self, *a, **kw)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpointer, "save", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run(C.compose(args), run_dir=tmp_path / "killed")
+    monkeypatch.setattr(Checkpointer, "save", save)
+    p = subprocess.run([CLI, f"resume={tmp_path / 'killed'}"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0 and "resuming from the checkpoint" in p.stderr, p.stderr
+    resumed = pd.read_parquet(tmp_path / "killed" / "metrics.parquet")
+    pd.testing.assert_frame_equal(resumed, full.metrics, check_dtype=False)
+
+
 # ----- the command line ------------------------------------------------------------------------------------
 def test_preset_runs_every_rule_as_one_multirun(tmp_path):
     out = tmp_path / "sweep"
