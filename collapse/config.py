@@ -397,6 +397,9 @@ def _validate_curation(cfg) -> None:
         _num(cfg, "curation.temperature", 0.0, lo_open=True, allowed="must be a number > 0")
     if name == "importance":
         _choice(cfg, "curation.resampling", ("multinomial", "systematic"))
+    if _get(cfg, "source.name") == "linear" and _get(cfg, "source.design") == "fixed":
+        raise ConfigError("source.design", "fixed", f"places every synthetic row at a fixed design point, so "
+                          f"curation={name} has no extra candidates to choose from; use source.design=fresh")
     if _get(cfg, "engine.path") == "stats":
         raise ConfigError("engine.path", "stats", f"curation={name} scores candidate points, so it needs "
                           "engine.path=samples (or auto)")
