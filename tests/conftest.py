@@ -16,6 +16,22 @@ from collapse.theory import theory_curves  # noqa: E402
 FAST = ("metrics.sample_based=false", "quiet=true")
 
 
+def crash_after_saves(monkeypatch, n: int) -> None:
+    """Make the process "die" (KeyboardInterrupt) right after its n-th durable checkpoint save; undo it with
+    ``monkeypatch.undo()`` or let the test end."""
+    from collapse.checkpoint import Checkpointer
+
+    save, calls = Checkpointer.save, {"n": 0}
+
+    def crashing(self, *a, **kw):
+        save(self, *a, **kw)
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpointer, "save", crashing)
+
+
 def sim(*overrides: str):
     return collapse.simulate(*FAST, *overrides)
 

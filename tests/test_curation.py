@@ -216,23 +216,15 @@ def test_a_curated_run_killed_mid_way_resumes_to_the_same_numbers(tmp_path, monk
 
     from collapse import config as C
     from collapse.api import run
-    from collapse.checkpoint import Checkpointer
+    from conftest import crash_after_saves
 
     args = ["source=zipf", "model=categorical", "replicates=3", "generations=9", "engine.chunks=4",
             "checkpoint.every=1", "curation=importance", "curation.score=detector", "quiet=true"]
     full = run(C.compose(args), run_dir=tmp_path / "full")
-    save, calls = Checkpointer.save, {"n": 0}
-
-    def crash_after_two(self, *a, **kw):
-        save(self, *a, **kw)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Checkpointer, "save", crash_after_two)
+    crash_after_saves(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run(C.compose(args), run_dir=tmp_path / "killed")
-    monkeypatch.setattr(Checkpointer, "save", save)
+    monkeypatch.undo()
     p = subprocess.run([CLI, f"resume={tmp_path / 'killed'}"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0 and "resuming from the checkpoint" in p.stderr, p.stderr

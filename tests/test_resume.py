@@ -85,7 +85,7 @@ def test_rerunning_a_multirun_skips_finished_jobs_and_resumes_the_killed_one(tmp
     from collapse import config as C
     from collapse.analysis import load_sweep
     from collapse.api import run
-    from collapse.checkpoint import Checkpointer
+    from conftest import crash_after_saves
 
     common = ["replicates=4", "generations=12", "engine.chunks=6", "checkpoint.every=1", "metrics.sample_based=false",
               "name=mr"]
@@ -98,18 +98,10 @@ def test_rerunning_a_multirun_skips_finished_jobs_and_resumes_the_killed_one(tmp
     # job 1 dies after its third durable chunk (same config, same folder)
     for name in ("summary.json", "metrics.parquet"):
         (sweep_dir / "1" / name).unlink()
-    save, calls = Checkpointer.save, {"n": 0}
-
-    def crash_after_three(self, *a, **kw):
-        save(self, *a, **kw)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Checkpointer, "save", crash_after_three)
+    crash_after_saves(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(C.compose([*common, "loop.real_fraction=0.5", "quiet=true"]), run_dir=sweep_dir / "1")
-    monkeypatch.setattr(Checkpointer, "save", save)
+    monkeypatch.undo()
     assert (sweep_dir / "1" / "checkpoint" / "progress.json").is_file()
 
     again = _run(["-m", *common, "loop.real_fraction=0,0.5", f"hydra.sweep.dir={sweep_dir}"], tmp_path)

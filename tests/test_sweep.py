@@ -119,24 +119,15 @@ def test_sweep_with_wandb_logs_one_offline_run_per_point(tmp_path):
 def test_sweep_crashed_mid_way_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     from collapse import config as C
     from collapse.api import run
-    from collapse.checkpoint import Checkpointer
+    from conftest import crash_after_saves
 
     args = ["replicates=4", "generations=12", "engine.chunks=6", "checkpoint.every=1", "metrics.sample_based=false",
             "sweep.loop.real_fraction=[0,0.5]", "sweep.sampling.scale=[1.0,0.8]", "quiet=true"]
     full = run(C.compose(args), run_dir=tmp_path / "full")
-    save = Checkpointer.save
-    calls = {"n": 0}
-
-    def crash_after_three(self, *a, **kw):
-        save(self, *a, **kw)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # the process dies right after its third durable chunk
-
-    monkeypatch.setattr(Checkpointer, "save", crash_after_three)
+    crash_after_saves(monkeypatch, 3)  # the process dies right after its third durable chunk
     with pytest.raises(KeyboardInterrupt):
         run(C.compose(args), run_dir=tmp_path / "killed")
-    monkeypatch.setattr(Checkpointer, "save", save)
+    monkeypatch.undo()
     assert not (tmp_path / "killed" / "summary.json").exists()
     progress = json.loads((tmp_path / "killed" / "checkpoint" / "progress.json").read_text())
     assert progress["groups"]["0"]["chunks_done"] == 3
