@@ -21,12 +21,12 @@ from functools import partial
 from typing import Callable, Optional
 
 import jax.numpy as jnp
+import numpy as np
 
 from collapse.curation import detector as det, rewards as rw, select as sel
 
 METHODS = ("none", "threshold", "best_of", "pairwise", "importance")
 SCORES = ("true_loglik", "model_loglik", "density_ratio", "reward", "detector")
-METRICS = ("accept_rate", "reward_mean")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,6 @@ class Curation:
     (and ``accept_rate`` = 1) beside curated runs of the same comparison."""
 
     name: str
-    score_name: Optional[str]
     candidates: Callable[[int], int]
     select: Optional[Callable]
     score: Optional[Callable]
@@ -77,7 +76,7 @@ def _reward_fn(ccfg, source, dtype, key: str = "curation.reward.kind"):
     r = ccfg.reward
     kinds = rw.KINDS.get(source.kind)
     if not kinds:
-        raise ConfigError("curation.score" if key == "curation.score" else key, "reward",
+        raise ConfigError(key, "reward",
                           f"no reward is defined for source={source.name} ({source.kind} data); rewards exist for "
                           "continuous, discrete, text and labelled image sources")
     kind = rw.DEFAULT[source.kind] if r.kind == "auto" else r.kind
@@ -86,7 +85,7 @@ def _reward_fn(ccfg, source, dtype, key: str = "curation.reward.kind"):
                           + ", ".join(kinds))
     if kind in ("point", "direction"):
         t = rw.target_vector(r.target, source.dim)
-        if t.size != source.dim or not bool(jnp.all(jnp.isfinite(t))):
+        if t.size != source.dim or not np.all(np.isfinite(t)):
             raise ConfigError("curation.reward.target", r.target, f"must be a number or a list of source.dim="
                               f"{source.dim} finite numbers")
         if kind == "direction" and not float((t ** 2).sum()) > 0:
@@ -155,7 +154,7 @@ def build_curation(cfg, source, family, dtype) -> Optional[Curation]:
     if c.name == "none":
         if reward is None:
             return None
-        return Curation("none", None, lambda n: n, None, None, reward, int(c.reward_draws), False)
+        return Curation("none", lambda n: n, None, None, reward, int(c.reward_draws), False)
     if c.name == "threshold":
         candidates, select = partial(sel.threshold_candidates, oversample=float(c.oversample)), \
             partial(sel.threshold, quantile=float(c.quantile))
@@ -169,5 +168,5 @@ def build_curation(cfg, source, family, dtype) -> Optional[Curation]:
             partial(sel.importance, temperature=float(c.temperature), resampling=str(c.resampling))
     score = _score_fn(c, source, family, dtype)
     take = sel.take_pairs if c.name == "pairwise" else None
-    return Curation(c.name, c.score, candidates, select, score, reward, int(c.reward_draws), c.score == "detector",
+    return Curation(c.name, candidates, select, score, reward, int(c.reward_draws), c.score == "detector",
                     take)

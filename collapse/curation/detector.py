@@ -4,8 +4,9 @@ real data from the model's candidates (Drayson et al. 2025); the score of a cand
 Model: logistic regression f(x) = <w, phi(x)> + b on fixed features phi, fit from w = 0 on the class-balanced
 logistic loss mean_real softplus(-f) + mean_model softplus(f) + ``l2`` ||w||^2 / 2: by :data:`NEWTON_STEPS`
 Newton steps when there are at most :data:`NEWTON_FEATURES` features (continuous data of small dimension:
-exact to float precision, a handful of small solves), else by ``steps`` Adam steps with learning rate ``lr``. With balanced classes the optimum's f estimates log p_real(x) - log p_model(x),
-so importance resampling by exp(f) approximates the exact density ratio. Features by kind:
+exact to float precision, a handful of small solves), else by ``steps`` Adam steps with learning rate ``lr``.
+With balanced classes the optimum's f estimates log p_real(x) - log p_model(x), so importance resampling by
+exp(f) approximates the exact density ratio. Features by kind:
 - continuous: z = (x - m) / s standardised by the real set, and every product z_i z_j (i <= j): the log-ratio
   of two Gaussians is exactly quadratic, so the model is well specified for Gaussian chains;
 - discrete: one-hot categories (the exact log-ratio per category, up to the penalty);
