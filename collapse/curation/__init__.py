@@ -103,7 +103,8 @@ def _reward_fn(ccfg, source, dtype, key: str = "curation.reward.kind"):
         return rw.image_class(int(r["class"]), dtype)
     ids = list(r.tokens) if not isinstance(r.tokens, int) else [r.tokens]
     if not ids or not all(isinstance(i, int) and 0 <= i < source.dim for i in ids):
-        raise ConfigError("curation.reward.tokens", r.tokens, f"must be a non-empty list of ids in [0, {source.dim - 1}]")
+        raise ConfigError("curation.reward.tokens", r.tokens,
+                          f"must be a non-empty list of ids in [0, {source.dim - 1}]")
     if kind == "length":
         return rw.length(ids, int(r.length), dtype)
     return rw.tokens(ids, dtype)
