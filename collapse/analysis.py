@@ -50,7 +50,7 @@ def load_sweep(path: str | os.PathLike, allow_mixed: bool = False) -> pd.DataFra
     jobs = [root] if (root / "summary.json").is_file() else sorted(
         (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
         key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
-    frames, unfinished, configs = [], [], {}
+    frames, unfinished, configs, summaries = [], [], {}, {}
     for job in jobs:
         try:
             df = load_run(job)
@@ -66,6 +66,7 @@ def load_sweep(path: str | os.PathLike, allow_mixed: bool = False) -> pd.DataFra
             df[col] = _parse(value)
         df.insert(0, "job", job.name)
         configs[job.name] = df.attrs.get("config", {})
+        summaries[job.name] = df.attrs.get("summary", {})
         frames.append(df)
     if not frames:
         raise NotARunError(f"no finished job in {root} (unfinished: {', '.join(unfinished) or 'none'})")
@@ -79,7 +80,7 @@ def load_sweep(path: str | os.PathLike, allow_mixed: bool = False) -> pd.DataFra
         raise MixedSweepError(f"the jobs of {root} have different metrics ({what}); load them one kind at a time "
                               f"(load_run), or pass allow_mixed=True to get NaN where a job lacks a metric")
     out = pd.concat(frames, ignore_index=True)
-    out.attrs = {"configs": configs, "unfinished": unfinished}
+    out.attrs = {"configs": configs, "summaries": summaries, "unfinished": unfinished}
     return out
 
 
@@ -127,24 +128,29 @@ def _check_metrics(df: pd.DataFrame, metrics) -> list[str]:
 
 def aggregate(df: pd.DataFrame, by=None, metrics=None, level: float = 0.95, method: str = "t",
               n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Replicate mean and interval per (``by`` groups, generation, metric), one row each (long format):
-    columns ``*by, generation, metric, mean, lo, hi, sd, n, median``.
+    """Replicate summaries per (``by`` groups, generation, metric), one row each (long format): columns
+    ``*by, generation, metric, mean, lo, hi, sd, n, median, median_lo, median_hi, q25, q75``.
 
     ``by``: columns that tell regimes apart (default: :func:`group_columns`, e.g. ``loop.real_fraction``);
-    ``method="t"``: Student-t interval mean +- t_{(1+level)/2, n-1} sd / sqrt(n) over the finite values (as
-    summary.json); ``method="bootstrap"``: percentile interval of ``n_boot`` bootstrap means (fixed ``seed``).
-    Non-finite values (diverged replicates, skipped metrics) are left out; ``n`` counts the rest.
+    the mean's interval [``lo``, ``hi``]: ``method="t"``: Student-t mean +- t_{(1+level)/2, n-1} sd / sqrt(n);
+    ``"bootstrap"``: percentile interval of ``n_boot`` bootstrap means (fixed ``seed``); ``"auto"`` (as
+    summary.json): bootstrap when every value is >= 0 (so the interval never goes below 0), else t. The median's
+    interval is the distribution-free order-statistic one (:func:`collapse.summaries.median_interval`); q25 and
+    q75 are the quartiles. Non-finite values (diverged replicates, skipped metrics) are left out; ``n`` counts
+    the rest.
     """
-    if method not in ("t", "bootstrap"):
-        raise ValueError(f"method={method!r}: must be 't' or 'bootstrap'")
+    from collapse.summaries import bootstrap_interval, median_interval
+
+    if method not in ("t", "bootstrap", "auto"):
+        raise ValueError(f"method={method!r}: must be 't', 'bootstrap' or 'auto'")
     by = group_columns(df) if by is None else ([by] if isinstance(by, str) else list(by))
     missing = [b for b in by if b not in df.columns]
     if missing:
         raise KeyError(f"by={missing[0]!r} is not a column; columns: {', '.join(df.columns)}")
     metrics = _check_metrics(df, metrics)
-    rng = np.random.default_rng(seed)
     rows = []
     keys = [*by, "generation"]
+    stats = ("mean", "lo", "hi", "sd", "n", "median", "median_lo", "median_hi", "q25", "q75")
     for key, part in df.groupby(keys, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         for m in metrics:
@@ -152,20 +158,26 @@ def aggregate(df: pd.DataFrame, by=None, metrics=None, level: float = 0.95, meth
             v = v[np.isfinite(v)]
             n = int(v.size)
             row = dict(zip(keys, key))
-            row.update(metric=m, n=n, mean=np.nan, lo=np.nan, hi=np.nan, sd=np.nan, median=np.nan)
+            row.update({k: np.nan for k in stats}, metric=m, n=n)
             if n:
-                row.update(mean=float(v.mean()), median=float(np.median(v)),
+                q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
+                row.update(mean=float(v.mean()), median=float(med), q25=float(q25), q75=float(q75),
                            sd=float(v.std(ddof=1)) if n > 1 else np.nan)
-            if n > 1 and method == "t":
-                iv = t_interval(v, level)
-                row.update(lo=iv["lo"], hi=iv["hi"])
-            elif n > 1:
-                means = v[rng.integers(0, n, (n_boot, n))].mean(axis=1)
-                row.update(lo=float(np.quantile(means, (1 - level) / 2)), hi=float(np.quantile(means, (1 + level) / 2)))
+            if n > 1:
+                boot = method == "bootstrap" or (method == "auto" and bool((v >= 0).all()))
+                lo, hi = bootstrap_interval(v, level, n_boot, seed) if boot else t_interval_of(v, level)
+                mlo, mhi = median_interval(v, level)
+                row.update(lo=lo, hi=hi, median_lo=mlo, median_hi=mhi)
             rows.append(row)
-    out = pd.DataFrame(rows, columns=[*keys, "metric", "mean", "lo", "hi", "sd", "n", "median"])
+    out = pd.DataFrame(rows, columns=[*keys, "metric", *stats])
     out.attrs = {"method": method, "level": level, "by": by}
     return out
+
+
+def t_interval_of(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """(lo, hi) of :func:`t_interval`."""
+    iv = t_interval(values, level)
+    return iv["lo"], iv["hi"]
 
 
 def _config_for(df: pd.DataFrame, config, group: dict) -> dict:

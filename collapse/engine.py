@@ -218,6 +218,8 @@ class Chain:
         if m.draw_fn is not None:  # model draws for samples.npz / wandb histograms (first replicates kept)
             when = keep if m.draw_every_kept else sampled
             out["_samples"] = _maybe(when, lambda: m.draw_fn(jax.random.fold_in(key, 2), params, truth))
+            if m.probs_fn is not None:  # exact category probabilities at the same generations
+                out["_probs"] = _maybe(when, lambda: m.probs_fn(params))
         return out
 
     # ----- generation 0 -----------------------------------------------------------------------------

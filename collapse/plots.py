@@ -96,21 +96,38 @@ def _fmt(v) -> str:
 
 
 # ----- curves --------------------------------------------------------------------------------------------------
-def metric_curve(data, metric: str, by=None, theory: bool = True, size="single", logy: bool = False,
-                 stat: str = "mean", ax=None):
-    """``metric`` against generation: the replicate ``stat`` (mean or median) per group with its 95% t-interval as
-    a band (mean only) and the closed form dashed. ``by``: columns telling regimes apart (default: every swept
-    key of a sweep, none for a single run); each group is one line on the same axis."""
+BAND_LABEL = {"median": "interquartile range", "mean": "95% interval of the mean"}
+
+
+def metric_curve(data, metric: str, by=None, theory: bool = True, size="single", logy: Optional[bool] = None,
+                 stat: str = "median", ax=None, reference: bool = True):
+    """``metric`` against generation, one line per group (``by``: columns telling regimes apart; default every
+    swept key of a sweep, none for a single run). ``stat="median"`` (default: the typical chain) draws the
+    replicate median with the interquartile band; ``stat="mean"`` the mean with its 95% interval (bootstrap for
+    non-negative metrics, as summary.json). The closed form (an expected value) is dashed, the real-vs-real
+    reference of a sample-based metric (``summary.json`` ``reference``) dotted. ``logy``: log axis (default: the
+    metric table's choice, for multiplicative quantities, when every value drawn is positive). The y label
+    and unit come from :mod:`collapse.metrics.table`."""
+    from collapse.metrics.table import axis_label, info
+
+    if stat not in BAND_LABEL:
+        raise ValueError(f"stat={stat!r}: must be 'median' or 'mean'")
     df = table(data)
     _check_metric(df, metric)
     by = group_columns(df) if by is None else ([by] if isinstance(by, str) else list(by))
-    agg = aggregate(df, by=by, metrics=[metric])
+    agg = aggregate(df, by=by, metrics=[metric], method="auto" if stat == "mean" else "t", n_boot=400)
     if theory:
         with contextlib.suppress(ValueError):
-            agg = compare_theory(df, by=by, metrics=[metric])
+            agg = _with_theory(df, agg, by, metric)
+    lo_col, hi_col = ("q25", "q75") if stat == "median" else ("lo", "hi")
+    if logy is None:
+        shown = agg[[stat, lo_col]].to_numpy(np.float64)
+        shown = shown[np.isfinite(shown)]
+        logy = info(metric).log and shown.size > 0 and bool((agg[stat].dropna() > 0).all())
     fig, (axis,) = _figure(size) if ax is None else (ax.figure, [ax])
     groups = agg.groupby(by, sort=True) if by else [((), agg)]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drew_theory = False
     with paper_style():
         for i, (key, part) in enumerate(groups):
             c = colors[i % len(colors)]
@@ -118,31 +135,76 @@ def metric_curve(data, metric: str, by=None, theory: bool = True, size="single",
             g = part["generation"].to_numpy()
             axis.plot(g, part[stat].to_numpy(), color=c, label=_label(by, key) if by else stat,
                       marker="o" if 0 < len(g) <= 12 else None, ms=2.5)
-            if stat == "mean":
-                lo = part["lo"].to_numpy()
-                if logy:  # a band reaching <= 0 cannot be drawn on a log axis: clip it at the smallest mean
-                    positive = part["mean"].to_numpy()[part["mean"].to_numpy() > 0]
-                    lo = np.maximum(lo, positive.min() if positive.size else 1e-300)
-                axis.fill_between(g, lo, part["hi"].to_numpy(), color=c, alpha=0.2, lw=0)
+            lo, hi = part[lo_col].to_numpy(np.float64), part[hi_col].to_numpy(np.float64)
+            if logy:  # a band edge <= 0 cannot be drawn on a log axis: leave those generations out of the band
+                lo = np.where(lo > 0, lo, np.nan)
+            axis.fill_between(g, lo, hi, color=c, alpha=0.2, lw=0,
+                              label=BAND_LABEL[stat] if i == 0 and np.isfinite(hi).any() else None)
             if "theory" in part and np.isfinite(part["theory"]).any():
-                axis.plot(g, part["theory"].to_numpy(), color=c, ls="--", lw=1.0,
-                          label="theory" if not by else None)
+                th = part[np.isfinite(part["theory"].to_numpy(np.float64))]
+                single = len(th) < 2  # one point (e.g. support after one fit): a marker, never an empty line
+                axis.plot(th["generation"], th["theory"], color=c, ls="none" if single else "--", lw=1.0,
+                          marker="x" if single else None, ms=4,
+                          label=None if drew_theory else "theory (expected value)")
+                drew_theory = True
+        if reference:
+            _reference_line(axis, df, metric)
         axis.set_xlabel("generation")
-        axis.set_ylabel(metric)
+        axis.set_ylabel(axis_label(metric))
         if logy:
             axis.set_yscale("log")
-        if by or (theory and "theory" in agg and np.isfinite(agg["theory"]).any()):
-            axis.legend(title=None if not by else "dashed: theory" if "theory" in agg and
-                        np.isfinite(agg["theory"]).any() else None)
+            log_ticks(axis)
+        handles, labels = axis.get_legend_handles_labels()
+        if handles:  # the regimes first, then what the styles mean (band, theory, reference)
+            styles = (*BAND_LABEL.values(), "theory (expected value)", "real vs real")
+            order = sorted(range(len(labels)), key=lambda i: (labels[i] in styles, i))
+            axis.legend([handles[i] for i in order], [labels[i] for i in order], title=None)
     return fig
 
 
+def _with_theory(df: pd.DataFrame, agg: pd.DataFrame, by: list, metric: str) -> pd.DataFrame:
+    """``agg`` (any interval method) with the ``theory`` column of :func:`compare_theory`."""
+    th = compare_theory(df, by=by, metrics=[metric])
+    out = agg.copy()
+    out["theory"] = th["theory"].to_numpy()
+    return out
+
+
+def _reference_line(axis, df: pd.DataFrame, metric: str) -> None:
+    """The real-vs-real value of ``metric`` (``summary.json`` ``reference``), dotted, if the run has one."""
+    summaries = [df.attrs.get("summary")] + list((df.attrs.get("summaries") or {}).values())
+    ref = next((s["reference"][metric] for s in summaries if s and metric in (s.get("reference") or {})
+                and s["reference"][metric] is not None), None)
+    if ref is not None and np.isfinite(ref):
+        axis.axhline(ref, color="0.3", ls=":", lw=1.0, label="real vs real")
+
+
+def log_ticks(axis, which: str = "y") -> None:
+    """Enough labelled ticks on a log axis: decades when it spans several, else 1-2-5 (or every integer)
+    multiples, so a narrow range never shows a single tick."""
+    ax = axis.yaxis if which == "y" else axis.xaxis
+    lo, hi = axis.get_ylim() if which == "y" else axis.get_xlim()
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else 0.0
+    if decades >= 3:
+        return
+    if decades < 0.5:  # under half a decade: evenly spaced plain numbers (a 1-2-5 grid would give one tick)
+        ax.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4))
+        ax.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:.3g}"))
+    else:
+        subs = (1.0, 2.0, 5.0) if decades >= 1 else tuple(float(k) for k in range(1, 10))
+        ax.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+        ax.set_major_formatter(matplotlib.ticker.LogFormatterSciNotation(labelOnlyBase=False,
+                                                                         minor_thresholds=(np.inf, np.inf)))
+    ax.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def panel(data, metrics: Sequence[str] = ("reward_mean", "var_ratio", "tail_mass", "accept_rate"), by=None,
-          ncols: int = 2, logy: Sequence[str] = ()):
+          ncols: int = 2, logy: Optional[Sequence[str]] = None, stat: str = "median"):
     """Several metrics side by side (one :func:`metric_curve` per axis, shared regimes and colours), e.g. a
     curation comparison: what each rule buys (``reward_mean``) against what it costs (diversity, tails, the
-    share of candidates it throws away). Only the first axis carries the legend. Size: 7.0 in wide, 2.3 in per
-    row."""
+    share of candidates it throws away). Only the first axis carries the legend. ``logy``: the metrics drawn on a
+    log axis (default: the metric table's choice); ``stat`` as in :func:`metric_curve`. Size: 7.0 in wide,
+    2.3 in per row."""
     df = table(data)
     for m in metrics:
         _check_metric(df, m)
@@ -150,7 +212,7 @@ def panel(data, metrics: Sequence[str] = ("reward_mean", "var_ratio", "tail_mass
     with paper_style():
         fig, axes = plt.subplots(rows, ncols, figsize=(SIZES["double"][0], 2.3 * rows), squeeze=False)
     for i, (m, axis) in enumerate(zip(metrics, axes.ravel())):
-        metric_curve(df, m, by=by, ax=axis, logy=m in logy)
+        metric_curve(df, m, by=by, ax=axis, logy=None if logy is None else m in logy, stat=stat)
         if i and axis.get_legend() is not None:
             axis.get_legend().remove()
     for axis in axes.ravel()[len(metrics):]:
@@ -169,6 +231,8 @@ def phase_diagram(data, metric: str, x: Optional[str] = None, y: str = "generati
                   size="single", cmap: str = "viridis"):
     """Heat map of the replicate ``stat`` of ``metric`` over ``x`` (a swept key; default the first) and ``y``
     (``generation`` or another swept key, then at the last generation)."""
+    from collapse.metrics.table import axis_label, info
+
     df = table(data)
     _check_metric(df, metric)
     keys = group_columns(df)
@@ -183,7 +247,10 @@ def phase_diagram(data, metric: str, x: Optional[str] = None, y: str = "generati
     fig, (ax,) = _figure(size)
     with paper_style():
         xs, ys = grid.columns.to_numpy(), grid.index.to_numpy()
-        im = ax.imshow(grid.to_numpy(), aspect="auto", origin="lower", cmap=cmap, interpolation="nearest",
+        values = grid.to_numpy()
+        finite = values[np.isfinite(values)]
+        norm = matplotlib.colors.LogNorm() if info(metric).log and finite.size and (finite > 0).all() else None
+        im = ax.imshow(values, aspect="auto", origin="lower", cmap=cmap, interpolation="nearest", norm=norm,
                        extent=(-0.5, len(xs) - 0.5, -0.5, len(ys) - 0.5))
         ax.set_xticks(range(len(xs)), [_fmt(v) for v in xs])
         step = max(1, len(ys) // 6)
@@ -191,7 +258,7 @@ def phase_diagram(data, metric: str, x: Optional[str] = None, y: str = "generati
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         ax.grid(False)
-        fig.colorbar(im, ax=ax, label=f"{metric} ({stat})")
+        fig.colorbar(im, ax=ax, label=f"{axis_label(metric)}, {stat}")
     return fig
 
 
@@ -317,18 +384,26 @@ def scatter(run, generations=None, size="double"):
 
 
 def rank_frequency(run, generations=None, size="single"):
-    """Rank-frequency (log-log) of the categories (discrete sources, from ``samples.npz``) or tokens (text runs,
-    from ``samples.jsonl``: characters or words as the run's level) at a few generations; discrete sources also
-    draw the true probabilities (dashed)."""
+    """Rank-frequency (log-log) at a few generations: for discrete sources the fitted model's exact category
+    probabilities (``samples.npz`` ``probs``, at scale 1; draw frequencies for older runs without them) against
+    the true probabilities (dashed), for text runs the token frequencies of the kept generated segments
+    (``samples.jsonl``: characters or words as the run's level)."""
     p = _run_dir(run)
     fig, (ax,) = _figure(size)
+    exact = False
     if (p / "samples.jsonl").is_file():
         counts, truth = _text_counts(p), None
     else:
         gens, draws, cfg = _draws(p)
         if draws.dtype.kind not in "iu":
             raise ValueError("rank_frequency() is for discrete and text sources; use survival() for continuous ones")
-        counts = {int(g): np.bincount(d[d >= 0]) for g, d in zip(gens, draws)}
+        with np.load(p / "samples.npz") as z:
+            probs = z["probs"] if "probs" in z.files else None
+        if probs is not None:  # the fitted model's exact probabilities: every surviving category, no draw noise
+            counts = {int(g): np.asarray(q, np.float64) for g, q in zip(gens, probs)}
+            exact = True
+        else:
+            counts = {int(g): np.bincount(d[d >= 0]) for g, d in zip(gens, draws)}
         from collapse.theory import zipf_probs
         src = cfg["source"]
         truth = zipf_probs(int(src["categories"]), float(src["exponent"]))
@@ -344,8 +419,8 @@ def rank_frequency(run, generations=None, size="single"):
             ax.plot(np.arange(1, len(t) + 1), t, color="black", ls="--", label="truth")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("rank")
-        ax.set_ylabel("frequency")
+        ax.set_xlabel("rank (most probable first)")
+        ax.set_ylabel("model probability" if exact else "frequency in the model's draws")
         ax.legend()
     return fig
 

@@ -1,7 +1,8 @@
 """``collapse report <run_or_sweep_dir>``: the standard figures and a short Markdown summary, written into
 ``<dir>/report/`` (``report.md`` plus one PDF and one PNG per figure).
 
-A single run gets a curve per headline metric (replicate mean, 95% interval, closed form dashed) and pictures
+A single run gets a curve per headline metric (replicate median and interquartile band, closed form dashed,
+real-vs-real reference dotted) and pictures
 of its draws (survival function and density for continuous sources, scatter for 2-D ones, rank-frequency for
 discrete and text sources, sample grids for images). A sweep (Hydra multirun folder or vectorised sweep) gets
 one curve per headline metric with a line per point, and a phase diagram over the first numeric swept key.
@@ -15,9 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HEADLINE = ("var_ratio", "mean_err", "tail_mass", "kl_true", "frechet", "test_error", "support", "entropy",
-            "extinct_mass", "ppl_real", "distinct_4", "vocab_coverage", "rare_mass", "class_tv", "mode_coverage",
-            "recall", "precision", "vendi")
 MAX_CURVES = 6
 
 
@@ -36,40 +34,64 @@ def kind_of(path: Path) -> str:
                       f"found: {found or 'nothing'})")
 
 
-def _headline(df: pd.DataFrame) -> list[str]:
+def _headline(df: pd.DataFrame, kind: str | None = None) -> list[str]:
     from collapse.analysis import metric_columns
+    from collapse.metrics.table import headline
+
     have = [m for m in metric_columns(df) if np.isfinite(df[m].to_numpy(np.float64)).any()]
-    first = [m for m in HEADLINE if m in have]
+    first = headline(kind, have)
     picked = (first + [m for m in have if m not in first])[:MAX_CURVES]
     return picked + [m for m in ("accept_rate", "reward_mean") if m in have and m not in picked]  # curation's cost
 
 
-def _cell(row) -> str:
-    if not np.isfinite(row["mean"]):
+def _interval(row, value: str, lo: str, hi: str) -> str:
+    if not np.isfinite(row[value]):
         return "-"
-    ci = f" [{row['lo']:.4g}, {row['hi']:.4g}]" if np.isfinite(row["lo"]) else ""
-    return f"{row['mean']:.4g}{ci}"
+    ci = f" [{row[lo]:.4g}, {row[hi]:.4g}]" if np.isfinite(row[lo]) else ""
+    return f"{row[value]:.4g}{ci}"
 
 
-def final_table(df: pd.DataFrame, metrics: list[str]) -> str:
-    """Markdown table of the last generation: one row per regime (sweep point) and metric, with theory."""
+def final_table(df: pd.DataFrame, metrics: list[str], summaries: dict | None = None) -> str:
+    """Markdown table of the last generation: one row per regime (sweep point) and metric: the median with its
+    order-statistic interval first (the typical chain), the mean with its 95% interval (bootstrap for
+    non-negative metrics, else Student-t), the number of finite replicates, the closed form, and notes (a
+    heavy-tailed replicate distribution; a closed form outside the mean's interval)."""
     from collapse.analysis import compare_theory, group_columns
+    from collapse.summaries import is_heavy_tailed, theory_check, top_share
 
     by = group_columns(df)
     last = int(df["generation"].max())
+    part = df[df["generation"] == last]
+    part.attrs = df.attrs
     try:
-        agg = compare_theory(df, by=by, metrics=metrics)
+        agg = compare_theory(part, by=by, metrics=metrics)
     except ValueError:
         from collapse.analysis import aggregate
-        agg = aggregate(df, by=by, metrics=metrics)
+        agg = aggregate(part, by=by, metrics=metrics)
         agg["theory"] = np.nan
-    agg = agg[agg["generation"] == last]
-    head = [*by, "metric", f"mean [95% t-interval], generation {last}", "median", "replicates", "theory"]
+    from collapse.analysis import aggregate
+    auto = aggregate(part, by=by, metrics=metrics, method="auto")
+    agg[["lo", "hi"]] = auto[["lo", "hi"]].to_numpy()
+    head = [*by, "metric", f"median [95% interval], generation {last}", "mean [95% interval]", "replicates",
+            "theory", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = part.groupby(by, sort=True, dropna=False) if by else [((), part)]
+    values = {(k if isinstance(k, tuple) else (k,)): g for k, g in groups}
     for _, r in agg.iterrows():
         theory = f"{r['theory']:.4g}" if np.isfinite(r["theory"]) else "-"
-        median = f"{r['median']:.4g}" if np.isfinite(r["median"]) else "-"
-        vals = [str(r[b]) for b in by] + [r["metric"], _cell(r), median, str(int(r["n"])), theory]
+        v = values[tuple(r[b] for b in by)][r["metric"]].to_numpy(np.float64)
+        v = v[np.isfinite(v)]
+        heavy = is_heavy_tailed(top_share(v), v.size)
+        notes = []
+        if heavy:
+            notes.append(f"heavy-tailed (1% of chains carry {top_share(v):.0%} of the spread)")
+        miss = theory_check({"lo": r["lo"] if np.isfinite(r["lo"]) else None, "hi": r["hi"],
+                             "heavy_tailed": heavy}, float(r["theory"]) if np.isfinite(r["theory"]) else None)
+        if miss:
+            notes.append(f"theory {miss['side']} the mean's interval" + (": carried by rare chains" if heavy else ""))
+        vals = [str(r[b]) for b in by] + [r["metric"], _interval(r, "median", "median_lo", "median_hi"),
+                                           _interval(r, "mean", "lo", "hi"), str(int(r["n"])), theory,
+                                           "; ".join(notes) or "-"]
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
@@ -104,7 +126,8 @@ def write_report(path: str | Path) -> Path:
     path = Path(path)
     kind = kind_of(path)
     df = load_sweep(path)
-    metrics = _headline(df)
+    cfg0 = df.attrs.get("config") or next(iter((df.attrs.get("configs") or {}).values()), {})
+    metrics = _headline(df, C.SOURCE_KINDS.get(((cfg0 or {}).get("source") or {}).get("name")))
     if not metrics:
         raise ReportError(f"{path}: the run has no finite metric to plot")
     out = path / "report"
@@ -121,7 +144,7 @@ def write_report(path: str | Path) -> Path:
         emit(f"curve_{m}", lambda m=m: plots.metric_curve(df, m, by=by))
     numeric = [b for b in by if pd.api.types.is_numeric_dtype(df[b]) and df[b].nunique() > 1]
     if numeric:
-        emit(f"phase_{metrics[0]}", lambda: plots.phase_diagram(df, metrics[0], x=numeric[0]))
+        emit(f"phase_{metrics[0]}", lambda: plots.phase_diagram(df, metrics[0], x=numeric[0], stat="median"))
     cfg = df.attrs.get("config") or next(iter((df.attrs.get("configs") or {}).values()), {})
     src = (cfg or {}).get("source", {}) or {}
     if kind == "run":
@@ -143,8 +166,11 @@ def write_report(path: str | Path) -> Path:
     if df.attrs.get("unfinished"):
         lines.append(f"Unfinished jobs (left out): {', '.join(df.attrs['unfinished'])}.")
     lines += ["", "## Final generation", "",
-              "Replicate mean with its 95% Student-t interval over replicates, the median, the number of finite "
-              "replicates, and the closed form of `collapse.theory` where one applies.", "",
+              "Over replicates: the median with its distribution-free 95% interval (the typical chain), the mean "
+              "with its 95% interval (percentile bootstrap for non-negative metrics, else Student-t), the number of "
+              "finite replicates, the closed form of `collapse.theory` where one applies (an expected value: "
+              "compare it with the mean), and notes. Curves show the median with its interquartile band; "
+              "`collapse.plots.metric_curve(..., stat=\"mean\")` draws the mean.", "",
               final_table(df, metrics), "", "## Figures", ""]
     lines += [f"![{name}]({name}.png)  \n`{name}.pdf`" for name in figures]
     events = s.get("events") or []

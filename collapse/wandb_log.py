@@ -1,8 +1,9 @@
 """Weights & Biases logging of a finished run (``logger=wandb``), and a reader for offline run files.
 
 A run's generations execute inside one compiled program, so logging happens once the metrics are on the host:
-one wandb run per job, step = generation; per metric the replicate mean and 95% t-interval
-(``<metric>/mean``, ``/lo``, ``/hi``, ``/median``); a histogram of each kept generation's samples where the
+one wandb run per job, step = generation; per metric the replicate median with its 95% order-statistic interval
+and quartiles (``<metric>/median``, ``/median_lo``, ``/median_hi``, ``/q25``, ``/q75``) and the mean with its
+95% interval (``/mean``, ``/lo``, ``/hi``; bootstrap for non-negative metrics); a histogram of each kept generation's samples where the
 run kept some (replicate 0); at the end the per-replicate table of the last generation, the sample pictures,
 and the summary. Config: the resolved config plus the git commit; group = the sweep (Hydra multirun folder) or
 the run name; job_type = the model family. Mode ``offline`` by default (files under ``<run dir>/wandb``, upload
@@ -21,7 +22,9 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from collapse.runs import t_interval
+from collapse.summaries import describe
+
+LOGGED_STATS = ("median", "median_lo", "median_hi", "q25", "q75", "mean", "lo", "hi")
 
 
 def git_commit() -> Optional[str]:
@@ -35,16 +38,18 @@ def git_commit() -> Optional[str]:
 
 
 def generation_stats(df: pd.DataFrame) -> dict[int, dict[str, float]]:
-    """{generation: {"<metric>/mean": ..., "/lo", "/hi", "/median"}} over replicates (finite values only)."""
+    """{generation: {"<metric>/median": ..., "/median_lo", "/median_hi", "/q25", "/q75", "/mean", "/lo", "/hi"}}
+    over replicates (finite values only), as :func:`collapse.summaries.describe` computes them for summary.json
+    (the mean's interval from 400 bootstrap resamples per generation for non-negative metrics, else Student-t)."""
     out: dict[int, dict[str, float]] = {}
     metrics = [c for c in df.columns if c not in ("replicate", "generation")]
     for g, rows in df.groupby("generation", sort=True):
         row = {}
         for m in metrics:
-            ti = t_interval(rows[m].to_numpy())
-            for k in ("mean", "lo", "hi", "median"):
-                if ti[k] is not None:
-                    row[f"{m}/{k}"] = ti[k]
+            st = describe(rows[m].to_numpy(), n_boot=400)
+            for k in LOGGED_STATS:
+                if st[k] is not None:
+                    row[f"{m}/{k}"] = st[k]
         out[int(g)] = row
     return out
 

@@ -74,21 +74,32 @@ def _lines(fig):
     return [ln for ax in fig.axes for ln in ax.get_lines()]
 
 
-def test_metric_curve_has_mean_band_and_dashed_theory(runs):
+def test_metric_curve_has_median_band_dashed_theory_and_a_readable_label(runs):
     fig = plots.metric_curve(runs["gauss"], "var_ratio")
     (ax,) = fig.axes
-    assert ax.get_xlabel() == "generation" and ax.get_ylabel() == "var_ratio"
+    assert ax.get_xlabel() == "generation" and ax.get_ylabel() == "variance ratio"
     styles = [ln.get_linestyle() for ln in ax.get_lines()]
-    assert styles == ["-", "--"] and len(ax.collections) == 1  # mean, theory; one interval band
+    assert styles == ["-", "--"] and len(ax.collections) == 1  # median, theory; one interquartile band
     assert len(ax.get_lines()[0].get_xdata()) == 21
-    plt.close(fig)
+    df = load_sweep(runs["gauss"])
+    med = df.groupby("generation")["var_ratio"].median().to_numpy()
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), med, rtol=1e-6)  # the median, not the mean
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["median", "interquartile range", "theory (expected value)"]  # the band is in the legend
+    assert ax.get_yscale() == "log"  # a multiplicative quantity (metric table)
+    fig = plots.metric_curve(runs["gauss"], "var_ratio", stat="mean")
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), df.groupby("generation")["var_ratio"].mean(), rtol=1e-6)
+    assert [t.get_text() for t in ax.get_legend().get_texts()][1] == "95% interval of the mean"
+    plt.close("all")
 
 
 def test_regimes_draw_one_line_and_band_per_sweep_point(runs):
     fig = plots.regimes(runs["sweep"], "var_ratio", by="loop.real_fraction")
     (ax,) = fig.axes
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["real_fraction=0", "real_fraction=0.2", "real_fraction=0.5"]
+    assert labels[:3] == ["real_fraction=0", "real_fraction=0.2", "real_fraction=0.5"]
+    assert labels[3:] == ["interquartile range", "theory (expected value)"]  # one entry each, not one per point
     assert len(ax.collections) == 3 and sum(ln.get_linestyle() == "--" for ln in ax.get_lines()) == 3
     plt.close(fig)
 
@@ -153,8 +164,10 @@ def test_report_writes_figures_and_markdown_for_a_run_and_a_sweep(runs):
         md = (out / "report.md").read_text()
         assert "## Final generation" in md and "![curve_" in md
     md = (runs["sweep"] / "report" / "report.md").read_text()
+    head = next(ln for ln in md.splitlines() if ln.startswith("| loop.real_fraction | metric"))
+    col = [c.strip() for c in head.strip("|").split("|")].index("theory")
     rows = [ln for ln in md.splitlines() if ln.startswith("| 0.5 | var_ratio")]
-    assert len(rows) == 1 and rows[0].split(" | ")[-1].rstrip(" |") != "-"  # theory value for the fresh mix
+    assert len(rows) == 1 and rows[0].strip("|").split("|")[col].strip() != "-"  # theory value for the fresh mix
 
 
 def test_report_of_a_multirun_and_bad_folders(tmp_path):
@@ -181,9 +194,10 @@ def test_a_sweep_with_mixed_metrics_is_refused_with_what_was_found(tmp_path):
     assert set(load_sweep(tmp_path, allow_mixed=True)["job"]) == {"0", "1"}
 
 
-def test_a_reused_run_folder_loses_the_previous_results(tmp_path):
+def test_a_reused_unfinished_run_folder_loses_the_previous_results(tmp_path):
     collapse.simulate(*TINY, "generations=41", "metrics.sample_every=10", run_dir=tmp_path / "r")
     (tmp_path / "r" / "report").mkdir()
+    (tmp_path / "r" / "summary.json").unlink()  # unfinished (a finished run is never overwritten)
     collapse.simulate(*TINY, "generations=3", "metrics.draws=0", run_dir=tmp_path / "r")
     assert not (tmp_path / "r" / "samples.npz").exists() and not (tmp_path / "r" / "report").exists()
     assert load_sweep(tmp_path / "r")["generation"].max() == 2

@@ -37,6 +37,7 @@ class MetricFns:
     needs_gen0: bool = False  # param_fn also takes the generation-0 params
     draw_fn: Callable | None = None  # (key, params, truth) -> model draws kept as the ``_samples`` artifact
     draw_every_kept: bool = False  # draws at every kept generation (wandb histograms), else at sampled ones
+    probs_fn: Callable | None = None  # params -> the model's exact category probabilities (``_probs`` artifact)
 
 
 def build_metrics(source, family, mcfg, scale: float, dtype, histogram: bool = False) -> MetricFns:
@@ -44,7 +45,9 @@ def build_metrics(source, family, mcfg, scale: float, dtype, histogram: bool = F
 
     Classical families (continuous and discrete sources) also get ``draw_fn``: ``metrics.draws`` model draws
     (at ``sampling.scale``) per generation of ``metrics.sample_every`` (``samples.npz``: tail and density plots),
-    or at every kept generation with ``histogram`` (the wandb histogram; at least 1000 draws then). Text and
+    or at every kept generation with ``histogram`` (the wandb histogram; at least 1000 draws then); discrete
+    sources also keep the model's exact probabilities at the same generations (``probs_fn``: rank-frequency
+    plots). Text and
     neural families return their own ``_samples`` from ``param_fn``."""
     fns = _build_metrics(source, family, mcfg, scale, dtype)
     draws = int(mcfg.get("draws", 0))
@@ -56,8 +59,9 @@ def build_metrics(source, family, mcfg, scale: float, dtype, histogram: bool = F
     def draw_fn(key, params, truth):
         return family.sample(key, params, draws, scale_of(truth, scale), None)
 
+    probs_fn = family.probs if source.kind == "discrete" and family.probs is not None else None
     return MetricFns(fns.param_names, fns.sample_names, fns.param_fn, fns.sample_fn, fns.needs_gen0, draw_fn,
-                     histogram)
+                     histogram, probs_fn)
 
 
 def scale_of(truth: dict, scale: float):
