@@ -15,6 +15,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from collapse import config as C, sweep
+from collapse import provenance
 from collapse.curation import build_curation
 from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
 from collapse.metrics.compute import SAMPLE_BASED, build_metrics
@@ -175,10 +176,11 @@ def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: flo
 
 
 def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[bool] = None,
-        group: Optional[str] = None) -> Result:
-    """Run a composed config; writes ``run_dir`` if given. ``group``: the wandb group (the sweep)."""
+        group: Optional[str] = None, overrides: Optional[list[str]] = None) -> Result:
+    """Run a composed config; writes ``run_dir`` if given. ``group``: the wandb group (the sweep);
+    ``overrides``: what the config was composed from, for ``summary.json``'s provenance."""
     if sweep.axes(cfg):
-        return run_sweep(cfg, run_dir, quiet, group)
+        return run_sweep(cfg, run_dir, quiet, group, overrides)
     t0 = time.perf_counter()
     quiet = cfg.quiet if quiet is None else quiet
     with precision_context(cfg):
@@ -190,6 +192,7 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
     df = pd.DataFrame(cols).sort_values(["replicate", "generation"], kind="stable").reset_index(drop=True)
     summary = summarize(cfg, df, path=spec.path, wall_s=time.perf_counter() - t0, compile_s=eng.compile_s,
                         run_s=eng.run_s)
+    summary["provenance"] = provenance.record(cfg, overrides)
     samples, extra = [], {}
     if source.kind == "text":
         samples = text_samples(source, eng)
@@ -234,7 +237,8 @@ def _run_engine(cfg, run_dir, quiet, source, family, spec, metrics, points=None)
                       chunks=cfg.engine.chunks, quiet=quiet, checkpointer=ckpt, points=points)
 
 
-def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group: Optional[str] = None) -> Result:
+def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group: Optional[str] = None,
+              overrides: Optional[list[str]] = None) -> Result:
     """A vectorised sweep (``sweep.<key>=[...]``): every point in one compiled program, one run directory whose
     ``metrics.parquet`` has a column per swept key (named by the dotted key) besides replicate and generation;
     ``summary.json`` holds the final-generation intervals per point under ``points``."""
@@ -267,6 +271,7 @@ def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group
         "wall_time_s": wall, "compile_s": eng.compile_s, "run_s": eng.run_s, "versions": versions(),
         "events": events,
     }
+    summary["provenance"] = provenance.record(cfg, overrides)
     df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
     written = write_run(run_dir, cfg, df, summary) if run_dir is not None else None
     if written is not None:
@@ -412,4 +417,4 @@ def simulate(*overrides: str, run_dir: Optional[str | Path] = None) -> Result:
     cfg = C.compose(overrides)
     if not any(o.split("=", 1)[0].lstrip("+") == "quiet" for o in overrides):
         cfg.quiet = True
-    return run(cfg, run_dir)
+    return run(cfg, run_dir, overrides=list(overrides))

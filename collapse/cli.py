@@ -12,7 +12,10 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from collapse import config as C
+from collapse import config as C, provenance
+from collapse.runs import FinishedRunError, refuse_finished, register_resolvers
+
+register_resolvers()  # ${collapse.override_dir:...} in hydra.run.dir (also in launcher subprocesses)
 
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version", "--shell-completion", "-sc")
 
@@ -76,7 +79,7 @@ def _app(cfg: DictConfig) -> None:
     from collapse.checkpoint import CheckpointError
     try:
         res = run(cfg, run_dir=out, group=group)
-    except (C.ConfigError, CheckpointError) as exc:
+    except (C.ConfigError, CheckpointError, FinishedRunError) as exc:
         _fail(str(exc))
     s = res.summary
     if "points" in s:
@@ -153,15 +156,30 @@ def _resume_argv(resume: str, overrides: list[str], argv: list[str]) -> list[str
     return [*argv, f"hydra.run.dir={run}"]
 
 
+def _refuse_finished_run_dir(overrides: list[str]) -> None:
+    """Exit 2 before Hydra writes anything when ``hydra.run.dir`` names a folder holding a finished run."""
+    run_dir = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "hydra.run.dir"), None)
+    try:
+        if run_dir:
+            refuse_finished(run_dir.strip("'\""))
+    except FinishedRunError as exc:
+        _fail(f"hydra.run.dir={exc}")
+
+
 def main(argv: list[str] | None = None) -> None:
     import warnings
     warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema.*")  # submitit plugin
     from collapse.sweep import rewrite_overrides
 
+    typed = [sys.argv[0] if sys.argv else "collapse", *(sys.argv[1:] if argv is None else argv)]
     argv = rewrite_overrides(list(sys.argv[1:] if argv is None else argv))
     if argv and argv[0] == "report":
         from collapse.report import main as report_main
         report_main(argv[1:])
+        return
+    if argv and argv[0] == "repeat":
+        from collapse.repeat import main as repeat_main
+        repeat_main(argv[1:])
         return
     multirun = "-m" in argv or "--multirun" in argv
     info = any(a in INFO_FLAGS or a.startswith("--cfg") for a in argv)
@@ -180,8 +198,11 @@ def main(argv: list[str] | None = None) -> None:
                 prepare(cfg)  # also checks the engine path and the pool size
     except C.ConfigError as exc:
         _fail(str(exc))
+    if not multirun and not info:
+        _refuse_finished_run_dir(overrides)
     sys.argv = [sys.argv[0] if sys.argv else "collapse", *argv]
-    _app()
+    with provenance.cli_command(typed):  # summary.json records the command as typed
+        _app()
 
 
 if __name__ == "__main__":

@@ -5,13 +5,19 @@ Layout (CONTRACT.md): ``config.yaml`` (the composed, resolved config), ``metrics
 final-generation mean and 95% t-interval per metric, wall time, versions, events). A directory without
 ``summary.json`` is an unfinished (or failed) run; ``metrics.parquet`` is removed if the summary cannot
 be written, so the two files exist only together.
+
+A finished run is never overwritten: :func:`write_config` refuses a folder that holds ``summary.json``
+(:class:`FinishedRunError`); an unfinished folder is reused (its partial results are cleared, its checkpoint
+kept for resume). :func:`override_dir` names the CLI's folder after the overrides that were typed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +86,27 @@ def clear_outputs(run_dir: Path) -> None:
             f.unlink(missing_ok=True)
 
 
+class FinishedRunError(FileExistsError):
+    """The folder already holds a finished run (``summary.json``), which collapse never overwrites."""
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds a finished run (``summary.json`` is written last, only when a run finishes)."""
+    return (Path(run_dir) / "summary.json").is_file()
+
+
+def refuse_finished(run_dir: str | os.PathLike) -> None:
+    """Raise :class:`FinishedRunError` naming the folder and what to do if it holds a finished run."""
+    if is_finished(run_dir):
+        raise FinishedRunError(f"{run_dir} already holds a finished run (summary.json); a finished run is never "
+                               f"overwritten: write to another folder, repeat it with `collapse repeat {run_dir}`, "
+                               "or delete the folder to run it again")
+
+
 def write_config(run_dir: str | os.PathLike, cfg) -> Path:
-    """Write the resolved ``config.yaml`` (at the start of a run: what ``resume`` reads back), after clearing a
-    previous run's results from the folder."""
+    """Write the resolved ``config.yaml`` (at the start of a run: what ``resume`` reads back), after clearing an
+    unfinished run's partial results from the folder; a finished run's folder is refused, untouched."""
+    refuse_finished(run_dir)
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "config.yaml").is_file():  # only a folder a run wrote before (never a user's own files)
@@ -94,7 +118,8 @@ def write_config(run_dir: str | os.PathLike, cfg) -> Path:
 def write_run(run_dir: str | os.PathLike, cfg, metrics: pd.DataFrame, summary: dict,
               extra: dict[str, bytes] | None = None) -> Path:
     """Write config, ``extra`` files (name -> bytes, e.g. ``samples.jsonl``), metrics and (last) summary into
-    ``run_dir``; returns the folder."""
+    ``run_dir``; returns the folder. A folder that already holds a finished run is refused."""
+    refuse_finished(run_dir)
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
@@ -110,6 +135,39 @@ def write_run(run_dir: str | os.PathLike, cfg, metrics: pd.DataFrame, summary: d
         (out / "metrics.parquet").unlink(missing_ok=True)
         raise
     return out
+
+
+OVERRIDE_DIR_MAX = 100  # characters of a folder name made from overrides; longer ones end in a hash
+_DROP = re.compile(r"[\[\](){}'\"]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+%@-]")  # left: characters a Hydra override value takes unquoted
+
+
+def override_dir(overrides: str) -> str:
+    """The folder level that says what a run changed, from Hydra's ``override_dirname`` (sorted overrides as
+    ``key-value`` joined by ``+``, result-neutral keys excluded; ``hydra.job.config.override_dirname``), plus
+    ``/``; ``""`` when nothing was overridden (``runs/<name>/<timestamp>``). The name stays a valid unquoted
+    Hydra value (``resume=<folder>`` works): the ``+`` of added keys is dropped, brackets, braces and quotes
+    too, a comma becomes ``_``, so does any character other than letters, digits and ``._+%@-``; a name over
+    :data:`OVERRIDE_DIR_MAX` characters keeps its first whole items and ends in ``-`` and a 10-digit hash."""
+    text = re.sub(r"(^|\+)\+", r"\1", str(overrides or ""))
+    if not text:
+        return ""
+    name = _UNSAFE.sub("_", _DROP.sub("", text).replace(",", "_"))
+    if name.startswith((".", "-", "+")):
+        name = "_" + name
+    if len(name) > OVERRIDE_DIR_MAX:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+        head = name[:OVERRIDE_DIR_MAX - 11]
+        cut = head.rfind("+")
+        head = head[:cut] if cut > 0 else head
+        name = f"{head}-{digest}"
+    return name + "/"
+
+
+def register_resolvers() -> None:
+    """Register ``${collapse.override_dir:...}`` (:func:`override_dir`), used by ``hydra.run.dir``."""
+    if not OmegaConf.has_resolver("collapse.override_dir"):
+        OmegaConf.register_new_resolver("collapse.override_dir", override_dir)
 
 
 class NotARunError(FileNotFoundError):

@@ -19,7 +19,7 @@ def run_cli(args, cwd, module=False):
 def test_cli_writes_a_complete_run_directory_that_load_run_reads(tmp_path):
     p = run_cli([*SMALL, "name=smoke"], tmp_path)
     assert p.returncode == 0, p.stderr
-    runs = list((tmp_path / "runs" / "smoke").iterdir())
+    runs = [s.parent for s in (tmp_path / "runs" / "smoke").rglob("summary.json")]  # <overrides>/<time>
     assert len(runs) == 1
     run = runs[0]
     assert {"config.yaml", "metrics.parquet", "summary.json"} <= {x.name for x in run.iterdir()}
@@ -37,7 +37,7 @@ def test_python_dash_m_and_experiment_preset(tmp_path):
     p = run_cli(["experiment=zipf_extinction", "generations=3", "replicates=4", "loop.samples=2000"], tmp_path,
                 module=True)
     assert p.returncode == 0, p.stderr
-    (run,) = (tmp_path / "runs" / "zipf_extinction").iterdir()
+    (run,) = [s.parent for s in (tmp_path / "runs" / "zipf_extinction").rglob("summary.json")]
     df = load_run(run)
     assert "support" in df.columns and df.attrs["config"]["source"]["name"] == "zipf"
 

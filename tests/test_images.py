@@ -74,7 +74,7 @@ def test_three_generation_digits_run_from_the_cli(tmp_path):
     p = subprocess.run([str(Path(sys.executable).parent / "collapse"), *args], cwd=tmp_path, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr
-    (run,) = (tmp_path / "runs" / "digits").iterdir()
+    (run,) = [s.parent for s in (tmp_path / "runs" / "digits").rglob("summary.json")]
     df = load_run(run)
     assert len(df) == 6
     cols = ["nll_real", "frechet", "precision", "recall", "density", "coverage", "vendi", "class_tv", "train_loss"]

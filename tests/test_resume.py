@@ -23,14 +23,14 @@ def _run(args, cwd, **kw):
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     full = _run([*ARGS, "name=full"], tmp_path)
     assert full.returncode == 0, full.stderr
-    (full_dir,) = (tmp_path / "runs" / "full").iterdir()
+    (full_dir,) = [s.parent for s in (tmp_path / "runs" / "full").rglob("summary.json")]
     assert not (full_dir / "checkpoint").exists()  # removed once the run finished
 
     proc = subprocess.Popen([CLI, *ARGS, "name=killed"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     progress = None
     while time.time() < deadline:
-        found = list((tmp_path / "runs").glob("killed/*/checkpoint/progress.json"))
+        found = list((tmp_path / "runs").glob("killed/**/checkpoint/progress.json"))
         if found:
             try:
                 progress = json.loads(found[0].read_text())
@@ -42,7 +42,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert progress is not None, "no checkpoint appeared"
-    (killed,) = (tmp_path / "runs" / "killed").iterdir()
+    (killed,) = {s.parent.parent for s in (tmp_path / "runs" / "killed").rglob("progress.json")}
     done = json.loads((killed / "checkpoint" / "progress.json").read_text())["groups"]["0"]
     assert not done["finished"] and 3 <= done["chunks_done"] < 20, done  # killed mid-way
     assert not (killed / "summary.json").exists() and not (killed / "metrics.parquet").exists()

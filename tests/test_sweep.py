@@ -74,7 +74,7 @@ def test_cli_sweep_writes_one_run_with_a_column_per_key_read_by_load_sweep(tmp_p
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert "vectorised sweep" in p.stdout and "loop.real_fraction=0.5, seed=1: var_ratio" in p.stdout
-    (run,) = (tmp_path / "runs" / "vs").iterdir()
+    (run,) = [s.parent for s in (tmp_path / "runs" / "vs").rglob("summary.json")]
     df = load_sweep(run)
     assert {"loop.real_fraction", "seed"} <= set(df.columns) and "sweep.loop.real_fraction" not in df.columns
     assert len(df) == 4 * 5 * 6

@@ -37,6 +37,6 @@ def test_wandb_failing_to_start_does_not_fail_the_run(tmp_path):
                             "WANDB_INIT_TIMEOUT": "5", "WANDB_BASE_URL": "http://127.0.0.1:9"})
     assert p.returncode == 0, p.stderr
     assert p.stderr.count("wandb could not start") == 1
-    (run,) = (tmp_path / "runs" / "wbfail").iterdir()
+    (run,) = [s.parent for s in (tmp_path / "runs" / "wbfail").rglob("summary.json")]
     s = json.loads((run / "summary.json").read_text())
     assert s["status"] == "finished" and any(e["event"] == "wandb_failed" for e in s["events"])
