@@ -1,7 +1,7 @@
 """The ``collapse`` command: validate, then hand over to a Hydra app over ``conf/``.
 
-Single runs are composed and validated before Hydra starts, so a bad value exits with one line and
-code 2 before any run directory exists. Multirun jobs (``-m``) validate inside each job.
+A single run, or every job of a multirun (``-m``, or a preset that is one), is composed and validated before
+Hydra starts, so a bad key or value exits with one line and code 2 before any run directory exists.
 """
 from __future__ import annotations
 
@@ -166,6 +166,36 @@ def _refuse_finished_run_dir(overrides: list[str]) -> None:
         _fail(f"hydra.run.dir={exc}")
 
 
+def _prepare(cfg) -> None:
+    """Validate and build what the run needs (source, family, loop spec, metric functions); nothing compiles."""
+    from collapse.api import precision_context, prepare
+
+    C.validate(cfg)
+    with precision_context(cfg):
+        prepare(cfg)  # also checks the engine path and the pool size
+
+
+def check_before_start(overrides: list[str], multirun: bool) -> None:
+    """Compose and check the run, or every job of a multirun, before Hydra starts (or writes) anything. Of the
+    jobs on a finite image source only the first is built (its feature classifier trains for seconds); the
+    others are validated without building."""
+    jobs = C.multirun_jobs(overrides, multirun)
+    if jobs is None:
+        _prepare(C.compose([o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]))
+        return
+    built_image = False
+    for i, job in enumerate(jobs):
+        try:
+            cfg = C.compose(job)
+            image = C.SOURCE_KINDS.get(cfg.source.get("name")) == "image"
+            C.validate(cfg) if image and built_image else _prepare(cfg)
+            built_image |= image
+        except C.ConfigError as exc:
+            swept = " ".join(o for o in job if o not in overrides) or "no swept keys"
+            raise C.ConfigError(exc.key, exc.value, f"{exc.allowed} (multirun job {i} of {len(jobs)}: {swept}); "
+                                "no job was started") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     import warnings
     warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema.*")  # submitit plugin
@@ -190,12 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides = [a for a in argv if not a.startswith("-")]
     try:
         C.check_group_overrides(overrides)
-        if not multirun and not info and resume in (None, "", "null"):
-            cfg = C.compose([o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))])
-            C.validate(cfg)
-            from collapse.api import prepare, precision_context
-            with precision_context(cfg):
-                prepare(cfg)  # also checks the engine path and the pool size
+        if not info and resume in (None, "", "null"):
+            check_before_start(overrides, multirun)
     except C.ConfigError as exc:
         _fail(str(exc))
     if not multirun and not info:

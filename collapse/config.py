@@ -5,14 +5,17 @@ any work is done. The CLI turns it into one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
+import contextlib
+import difflib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).parent / "conf"
 GROUPS = ("source", "model", "curation", "experiment", "logger", "hydra/launcher")
+OPEN_SECTIONS = ("hydra", "sweep")  # keys that may be added with +: Hydra's own settings, vectorised sweep axes
 
 SOURCE_KINDS = {"gaussian": "continuous", "gmm": "continuous", "student_t": "continuous", "zipf": "discrete",
                 "linear": "supervised", "text": "text", "markov": "text", "digits": "image", "idx": "image",
@@ -58,39 +61,231 @@ def group_choices(group: str) -> list[str]:
     return sorted(names)
 
 
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean X?"`` for the candidate closest to ``word`` (difflib), or ``""``."""
+    match = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def _missing_plugin(value: str) -> str:
+    """What installs the launcher plugin ``value`` (one of :data:`LAUNCHER_PLUGINS`)."""
+    (module,) = LAUNCHER_PLUGINS[value]
+    install = "pip install -e '.[ray]'" if module == "hydra_ray_launcher" else f"pip install {module.replace('_', '-')}"
+    return f"the {module} plugin is not installed ({install}); installed launchers: "
+
+
 def check_group_overrides(overrides: Iterable[str]) -> None:
     """Reject ``model=foo`` style overrides naming an unknown config file, before Hydra sees them."""
     for ov in overrides:
         key, sep, value = ov.lstrip("+~").partition("=")
-        if sep and key in GROUPS and value not in ("", "null") and "," not in value:
-            choices = group_choices(key)
-            if value not in choices:
-                raise ConfigError(key, value, "must be one of " + ", ".join(choices))
+        key = key.split("@")[0]
+        if not sep or key not in GROUPS or value in ("", "null") or "," in value or "(" in value:
+            continue  # sweeps (a,b / choice / glob) are checked job by job
+        choices = group_choices(key)
+        if value in choices:
+            continue
+        if key == "hydra/launcher" and value in LAUNCHER_PLUGINS:
+            raise ConfigError(key, value, _missing_plugin(value) + ", ".join(choices))
+        raise ConfigError(key, value, "must be one of " + ", ".join(choices) + did_you_mean(value, choices))
+
+
+@contextlib.contextmanager
+def _hydra() -> Iterator[Any]:
+    """Hydra initialised on ``conf/`` (its global state cleared before and after); yields its config loader."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            yield GlobalHydra.instance().config_loader()
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _hydra_compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """Hydra's compose (inside :func:`_hydra`); its errors become one-line :class:`ConfigError`."""
+    from hydra import compose as hydra_compose
+
+    try:
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
+    except Exception as exc:  # Hydra's override / missing-key errors
+        raise ConfigError("overrides", " ".join(overrides), _first_line(exc)) from None
+
+
+def parse_overrides(overrides: Iterable[str], loader: Any = None) -> list:
+    """Hydra's parse of CLI-syntax overrides, sweeps included (``glob`` needs the ``loader``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create(config_loader=loader)
+    out = []
+    for ov in overrides:
+        try:
+            out.extend(parser.parse_overrides([ov]))
+        except Exception as exc:
+            key, _, value = ov.partition("=")
+            raise ConfigError(key, value, "cannot be parsed: " + _first_line(exc)) from None
+    return out
+
+
+def _shown(ov: Any) -> Any:
+    """An override's value for a message: as typed for a sweep, else the parsed value."""
+    return ov.input_line.partition("=")[2] if ov.is_sweep_override() else ov.value()
+
+
+def dotted_keys(node: Any, prefix: str = "") -> set[str]:
+    """Every dotted key of a nested dict: its sections and its leaves."""
+    out: set[str] = set()
+    for k, v in (node.items() if isinstance(node, dict) else ()):
+        key = f"{prefix}{k}"
+        out |= {key} | dotted_keys(v, key + ".")
+    return out
+
+
+def _is_open(key: str) -> bool:
+    """Whether ``key`` lies in a section open to new keys (:data:`OPEN_SECTIONS`)."""
+    return key.replace("/", ".").split(".")[0] in OPEN_SECTIONS
+
+
+_KNOWN: dict[tuple[str, ...], tuple[frozenset, dict]] = {}
+
+
+def _known(groups: tuple[str, ...]) -> tuple[frozenset, dict]:
+    """(dotted keys, {group: chosen name}) of the config composed with only the group choices ``groups``
+    (inside :func:`_hydra`; cached)."""
+    if groups not in _KNOWN:
+        cfg = OmegaConf.to_container(_hydra_compose(list(groups)), resolve=False)
+        cfg.pop("hydra", None)
+        names = {g: (cfg.get(g) or {}).get("name") for g in ("source", "model", "curation", "logger")}
+        _KNOWN[groups] = frozenset(dotted_keys(cfg)), names
+    return _KNOWN[groups]
+
+
+def _defined_by(key: str) -> list[str]:
+    """``group=choice`` of every group file that defines ``key`` (``model.components`` -> model=gmm)."""
+    group, _, rest = key.partition(".")
+    if group not in ("source", "model", "curation", "logger") or not rest:
+        return []
+    return [f"{group}={p.stem}" for p in sorted((CONF_DIR / group).glob("*.yaml"))
+            if rest in dotted_keys(OmegaConf.to_container(OmegaConf.load(p), resolve=False))]
+
+
+def check_keys(parsed: list, known: frozenset, names: dict) -> None:
+    """Refuse an override of a key the composed config lacks (outside :data:`OPEN_SECTIONS`), naming the group
+    choices that define it or else the closest real key or group (difflib)."""
+    for ov in parsed:
+        key = ov.key_or_group
+        if key in GROUPS or _is_open(key) or key in known:
+            continue
+        allowed = "unknown key"
+        if ov.type.name in ("ADD", "FORCE_ADD"):
+            allowed += " (+ adds keys only under hydra.* and sweep.*)"
+        others = _defined_by(key)
+        if others:
+            group = key.split(".")[0]
+            allowed += f" for {group}={names.get(group)}; it is a key of " + ", ".join(others)
+        else:
+            allowed += _closest_key(key, known)
+        raise ConfigError(ov.get_key_element(), _shown(ov), allowed)
+
+
+def _closest_key(key: str, known: frozenset) -> str:
+    """The hint for an unknown key: inside a real section, its closest key or else the section's keys; otherwise
+    the closest real key of the same depth or group name (difflib)."""
+    section, _, leaf = key.rpartition(".")
+    if section in known:
+        keys = sorted(k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == section)
+        match = did_you_mean(leaf, keys)
+        return match.replace("mean ", f"mean {section}.") if match else f"; {section} has " + ", ".join(keys)
+    same_depth = [k for k in [*known, *GROUPS] if k.count(".") == key.count(".")]
+    return did_you_mean(key, same_depth) or "; `collapse --cfg job` lists the keys"
+
+
+def _check_hydra_groups(parsed: list, loader: Any) -> None:
+    """Refuse ``hydra/<group>=...`` naming a group Hydra does not have."""
+    names = [f"hydra/{g}" for g in loader.list_groups("hydra")]
+    for ov in parsed:
+        if ov.key_or_group.startswith("hydra/") and ov.key_or_group not in names:
+            raise ConfigError(ov.key_or_group, _shown(ov), "unknown config group" + did_you_mean(ov.key_or_group, names))
+
+
+def _strict_compose(overrides: list[str], loader: Any, with_hydra: bool = False) -> DictConfig:
+    """Hydra's compose after refusing unknown keys and groups (inside :func:`_hydra`)."""
+    parsed = parse_overrides(overrides, loader)
+    _check_hydra_groups(parsed, loader)
+    groups = tuple(ov.input_line for ov in parsed if ov.key_or_group in GROUPS and not ov.is_hydra_override()
+                   and not ov.is_sweep_override())
+    check_keys(parsed, *_known(groups))
+    return _hydra_compose(overrides, with_hydra)
 
 
 def compose(overrides: Iterable[str] = ()) -> DictConfig:
-    """Compose ``conf/config.yaml`` with CLI-syntax overrides (no Hydra app needed)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """Compose ``conf/config.yaml`` with CLI-syntax overrides (no Hydra app needed). An unknown key or group
+    choice raises :class:`ConfigError` naming the closest real one."""
+    from collapse.sweep import rewrite_overrides
+
+    overrides = rewrite_overrides(overrides)
+    check_group_overrides(overrides)
+    with _hydra() as loader:
+        cfg = _strict_compose(overrides, loader)
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    cfg.pop("hydra", None)
+    return cfg
+
+
+def multirun_jobs(overrides: Iterable[str], multirun: bool) -> list[list[str]] | None:
+    """The overrides of every job when the command is a multirun (``-m``, or a preset that sets ``hydra.mode:
+    MULTIRUN``), or None for a single run. Sweeps (``a=1,2``, ``range``, ``choice``, ``glob``) and the preset's
+    ``hydra.sweeper.params`` are expanded with Hydra's parser, in the basic sweeper's order; a launcher that
+    cannot start here raises :class:`ConfigError`."""
+    from hydra.types import RunMode
 
     from collapse.sweep import rewrite_overrides
 
     overrides = rewrite_overrides(overrides)
     check_group_overrides(overrides)
-    was = GlobalHydra.instance().is_initialized()
-    if was:
-        GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            try:
-                cfg = hydra_compose("config", overrides=overrides)
-            except Exception as exc:  # Hydra's override / missing-key errors
-                raise ConfigError("overrides", " ".join(overrides), _first_line(exc)) from None
-    finally:
-        GlobalHydra.instance().clear()
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    cfg.pop("hydra", None)
-    return cfg
+    with _hydra() as loader:
+        fixed = [ov.input_line for ov in parse_overrides(overrides, loader) if not ov.is_sweep_override()]
+        node = _strict_compose(fixed, loader, with_hydra=True).hydra
+        if not multirun and node.get("mode") != RunMode.MULTIRUN:
+            return None
+        check_launcher(node)
+        params = [f"{k}={v}" for k, v in (node.sweeper.get("params") or {}).items()]
+        return _expand(parse_overrides([*params, *overrides], loader))
+
+
+def _expand(parsed: list) -> list[list[str]]:
+    """Every job's overrides: the product of each key's values, a later override of a key replacing an earlier
+    one (as Hydra's basic sweeper does); Hydra's own overrides are left out."""
+    import itertools
+
+    values: dict[str, list[str]] = {}
+    for ov in parsed:
+        key = ov.get_key_element()
+        if ov.is_hydra_override():
+            continue
+        if not ov.is_sweep_override():
+            values[key] = [ov.input_line]
+        elif ov.is_discrete_sweep():
+            values[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
+        else:
+            raise ConfigError(key, _shown(ov), "is not a list of values; the basic sweeper takes a=1,2, range(...), "
+                              "choice(...) or glob(...)")
+    return [list(job) for job in itertools.product(*values.values())]
+
+
+def check_launcher(node: Any) -> None:
+    """Refuse a multirun launcher that cannot start here: SLURM without ``sbatch``, ray without ``ray``."""
+    import importlib.util
+    import shutil
+
+    choice = node.runtime.choices.get("hydra/launcher") or "basic"
+    target = str(node.launcher.get("_target_") or "")
+    if target.endswith(".SlurmLauncher") and shutil.which("sbatch") is None:
+        raise ConfigError("hydra/launcher", choice, "submits SLURM jobs with sbatch, which is not on PATH (not a SLURM "
+                          "login node); here use hydra/launcher=basic, joblib, parallel or submitit_local")
+    if "hydra_ray_launcher" in target and importlib.util.find_spec("ray") is None:
+        raise ConfigError("hydra/launcher", choice, "needs ray, which is not installed (pip install -e '.[ray]')")
 
 
 def _first_line(exc: Exception) -> str:

@@ -56,7 +56,7 @@ def test_python_dash_m_and_experiment_preset(tmp_path):
     (["source=linear", "model=linear_regression", "source.dim=10", "loop.samples=11"], "source.design_size"),
     (["engine.path=stats", "loop.synthetic=accumulate_subsample"], "engine.path"),
     (["metrics.tail_level=1"], "metrics.tail_level"),
-    (["nosuchkey=3"], "overrides"),
+    (["nosuchkey=3"], "nosuchkey"),
     (["model=kde", "loop.synthetic=accumulate", "generations=100000", "replicates=1000"], "engine.max_pool_gib"),
     (["report", "runs"], "report"),
     (["-m", "hydra/launcher=nope", "loop.real_fraction=0,0.1"], "hydra/launcher"),
