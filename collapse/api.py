@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from collapse import config as C, sweep
+from collapse import config as C, precision_guard, sweep
 from collapse import provenance
 from collapse.curation import build_curation
 from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
 from collapse.metrics.compute import SAMPLE_BASED, build_metrics
-from collapse.runs import t_interval, versions, write_run
+from collapse.metrics.reference import reference_entry
+from collapse.runs import versions, write_run
+from collapse.summaries import describe, theory_check
 
 
 @dataclass
@@ -159,14 +161,30 @@ def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: flo
             events.append({"event": "diverged", "metric": "train_loss", "replicates": int(len(first)),
                            "first_generation": int(first.min()),
                            "first_generation_by_replicate": {str(k): int(v) for k, v in first.items()}})
+    stats = {c: describe(final[c].to_numpy()) for c in metric_cols}
+    theory = {k: float(v[last]) for k, v in curves.items() if np.isfinite(v[last])}
+    for k, value in theory.items():  # a closed form outside the mean's interval is flagged, with the reason
+        miss = theory_check(stats.get(k, {}), value)
+        if miss is not None:
+            stats[k]["theory_outside"] = miss
+            events.append({"event": "theory_outside_interval", "metric": k, "generation": last, **miss})
+    heavy = [c for c in metric_cols if stats[c]["heavy_tailed"]]
+    if heavy:
+        events.append({"event": "heavy_tailed", "metrics": heavy, "generation": last,
+                       "meaning": "the 1% of replicates farthest from the median carry > 20% of the spread: "
+                                  "read the median"})
+    guard = precision_guard.check(df, cfg.precision, C.SOURCE_KINDS.get(cfg.source.name, ""))
+    if guard.get("replicates"):
+        events.append({"event": "float32_range", **{k: v for k, v in guard.items() if k != "checked"}})
     return {
         "status": "finished",
         "name": cfg.name,
         "generation": last,
         "replicates": int(cfg.replicates),
         "engine_path": path,
-        "metrics": {c: t_interval(final[c].to_numpy()) for c in metric_cols},
-        "theory": {k: float(v[last]) for k, v in curves.items() if np.isfinite(v[last])},
+        "metrics": stats,
+        "theory": theory,
+        "precision_guard": guard,
         "wall_time_s": wall_s,
         "compile_s": compile_s,
         "run_s": run_s,
@@ -193,6 +211,8 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
     summary = summarize(cfg, df, path=spec.path, wall_s=time.perf_counter() - t0, compile_s=eng.compile_s,
                         run_s=eng.run_s)
     summary["provenance"] = provenance.record(cfg, overrides)
+    warn_precision(summary["precision_guard"])
+    summary.update(reference_entry(cfg, source, family))  # real-vs-real values of the sample metrics
     samples, extra = [], {}
     if source.kind == "text":
         samples = text_samples(source, eng)
@@ -263,7 +283,10 @@ def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group
     for pcfg, p, sub in zip(cfgs, points, tables):
         ps = summarize(pcfg, sub, path=spec.path, wall_s=wall, compile_s=eng.compile_s, run_s=eng.run_s)
         events += [{**e, "point": p} for e in ps["events"]]
-        point_summaries.append({"point": p, "metrics": ps["metrics"], "theory": ps["theory"]})
+        point_summaries.append({"point": p, "metrics": ps["metrics"], "theory": ps["theory"],
+                                "precision_guard": ps["precision_guard"]})
+    warn_precision(next((ps["precision_guard"] for ps in point_summaries
+                         if ps["precision_guard"].get("replicates")), {}))
     summary = {
         "status": "finished", "name": cfg.name, "generation": int(df["generation"].max()),
         "replicates": int(cfg.replicates), "engine_path": spec.path,
@@ -272,6 +295,7 @@ def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group
         "events": events,
     }
     summary["provenance"] = provenance.record(cfg, overrides)
+    summary.update(reference_entry(cfgs[0], source, family))  # real-vs-real values of the sample metrics
     df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
     written = write_run(run_dir, cfg, df, summary) if run_dir is not None else None
     if written is not None:
@@ -293,6 +317,15 @@ def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group
     return Result(df, cfg, summary, written, [])
 
 
+def warn_precision(guard: dict) -> None:
+    """Say once, on stderr, that float32 ran out of range (see :mod:`collapse.precision_guard`)."""
+    import sys
+
+    msg = precision_guard.message(guard)
+    if msg:
+        print(f"collapse: warning: {msg}", file=sys.stderr)
+
+
 def point_rows(df: pd.DataFrame, point: dict) -> pd.DataFrame:
     """The rows of one sweep point, without the swept columns: the table its single run would write."""
     mask = np.ones(len(df), bool)
@@ -303,15 +336,20 @@ def point_rows(df: pd.DataFrame, point: dict) -> pd.DataFrame:
 
 def draws_npz(eng) -> bytes:
     """``samples.npz``: ``generation`` (the generations with draws) and ``draws`` (generations, draws[, dim]) of
-    replicate 0's model draws (float; integer categories for discrete sources)."""
+    replicate 0's model draws (float; integer categories for discrete sources), and for discrete sources
+    ``probs`` (generations, categories): the model's exact probabilities."""
     import io
 
     ids, arr = eng.artifacts["_samples"][0]
     x = np.asarray(arr[0])
     flat = x.reshape(x.shape[0], -1)
     done = np.isfinite(flat).all(1) & (flat >= 0).all(1) if x.dtype.kind in "iu" else np.isfinite(flat).all(1)
+    extra = {}
+    if "_probs" in eng.artifacts:  # discrete sources: the model's exact probabilities at those generations
+        extra["probs"] = np.asarray(eng.artifacts["_probs"][0][1][0])[done]
     buf = io.BytesIO()
-    np.savez(buf, generation=np.asarray(eng.generations)[done], draws=x[done], replicate=np.asarray(int(ids[0])))
+    np.savez(buf, generation=np.asarray(eng.generations)[done], draws=x[done], replicate=np.asarray(int(ids[0])),
+             **extra)
     return buf.getvalue()
 
 

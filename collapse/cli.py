@@ -25,29 +25,57 @@ def _fail(msg: str) -> "None":
     raise SystemExit(2)
 
 
-HEADLINE = ("var_ratio", "mean_err", "tail_mass", "kl_true", "ppl_real", "rare_mass", "distinct_4", "frechet",
-            "class_tv", "mode_coverage", "support", "entropy", "test_error", "recall")  # shown first, in this order
-
-
 CURATION_LINES = ("accept_rate", "reward_mean")  # added below the headline when the run reports them
+HEADLINE_LINES = 4
+
+
+def _g(x) -> str:
+    return f"{x:.4g}"
+
+
+def metric_line(name: str, m: dict, g0: float, last: int, theory: float | None) -> list[str]:
+    """One metric of the final generation: the median [95% interval] first (the typical chain), then the mean
+    [95% interval] and the closed form; a second line when the chains are heavy-tailed or the closed form lies
+    outside the mean's interval."""
+    start = f"generation 0 {_g(g0)} -> " if np.isfinite(g0) else ""  # accept_rate: none at generation 0
+    med = f"median {_g(m['median'])}" + (f" [{_g(m['median_lo'])}, {_g(m['median_hi'])}]"
+                                           if m.get("median_lo") is not None else "")
+    mean = f"mean {_g(m['mean'])}" + (f" [{_g(m['lo'])}, {_g(m['hi'])}]" if m.get("lo") is not None else "")
+    th = f" (theory {_g(theory)})" if theory is not None else ""
+    lines = [f"  {name:>12}: {start}generation {last} {med}, {mean}{th}"]
+    notes = []
+    if m.get("heavy_tailed"):
+        notes.append(f"heavy-tailed: the 1% of chains farthest from the median carry {m['top1_share']:.0%} of the "
+                     "spread, so the mean describes rare chains")
+    miss = m.get("theory_outside")
+    if miss:
+        notes.append(f"the closed form lies {miss['side']} the mean's interval"
+                     + (" because the expectation is carried by chains too rare to sample" if m.get("heavy_tailed")
+                        else "; check the config against its assumptions"))
+    if notes:
+        lines.append(" " * 16 + "; ".join(notes))
+    return lines
 
 
 def headline(res) -> list[str]:
     """A few lines that say what the run showed: generation 0 vs the last generation, with theory."""
+    from collapse.metrics.table import headline as order
+
     s = res.summary
     df = res.metrics
     first = df[df["generation"] == 0]
-    keys = [k for k in HEADLINE if k in s["metrics"] and s["metrics"][k]["mean"] is not None][:4]
-    keys += [k for k in CURATION_LINES if k in s["metrics"] and s["metrics"][k]["mean"] is not None]
+    kind = C.SOURCE_KINDS.get(res.config.source.name)
+    have = [k for k in s["metrics"] if s["metrics"][k]["mean"] is not None]
+    keys = [k for k in order(kind, have) if k not in CURATION_LINES][:HEADLINE_LINES]
+    keys += [k for k in CURATION_LINES if k in have]
     lines = []
     for k in keys:
-        m = s["metrics"][k]
-        g0 = first[k].mean()
-        ci = f" [{m['lo']:.4g}, {m['hi']:.4g}]" if m["lo"] is not None else ""
-        th = f"  (theory {s['theory'][k]:.4g})" if k in s.get("theory", {}) else ""
-        start = f"generation 0 {g0:.4g} -> " if np.isfinite(g0) else ""  # accept_rate: none at generation 0
-        lines.append(f"  {k:>10}: {start}generation {s['generation']} mean {m['mean']:.4g}{ci}, "
-                     f"median {m['median']:.4g}{th}")
+        g0 = float(np.nanmedian(first[k].to_numpy(np.float64))) if np.isfinite(first[k]).any() else np.nan
+        lines += metric_line(k, s["metrics"][k], g0, s["generation"], s.get("theory", {}).get(k))
+    guard = s.get("precision_guard") or {}
+    if guard.get("replicates"):
+        from collapse.precision_guard import message
+        lines.append(f"  warning: {message(guard)}")
     return lines
 
 
@@ -88,7 +116,7 @@ def _app(cfg: DictConfig) -> None:
     print(f"collapse: finished '{cfg.name}': {cfg.replicates} replicates x {cfg.generations} generations "
           f"of model={cfg.model.name} on source={cfg.source.name} ({cfg.loop.synthetic}, real_fraction="
           f"{cfg.loop.real_fraction}) in {s['wall_time_s']:.1f} s (compile {s['compile_s']:.1f} s); "
-          f"mean and 95% interval over replicates:")
+          f"over replicates, the median [95% interval] (the typical chain), then the mean [95% interval]:")
     for line in headline(res):
         print(line)
     if res.samples:
@@ -108,8 +136,9 @@ def print_sweep(res, out: str) -> None:
     print(f"collapse: finished vectorised sweep '{cfg.name}' over {', '.join(keys)}: {s['sweep']['points']} points x "
           f"{cfg.replicates} replicates x {cfg.generations} generations of model={cfg.model.name} on "
           f"source={cfg.source.name} in one program, {s['wall_time_s']:.1f} s (compile {s['compile_s']:.1f} s); "
-          f"final generation {s['generation']}, mean [95% interval] over replicates:")
-    names = [k for k in HEADLINE if k in s["points"][0]["metrics"]][:3]
+          f"final generation {s['generation']}, median [95% interval] over replicates (mean):")
+    from collapse.metrics.table import headline as order
+    names = order(C.SOURCE_KINDS.get(cfg.source.name), list(s["points"][0]["metrics"]))[:3]
     df = res.metrics
     for p in s["points"]:
         first = df[(df["generation"] == 0) & np.logical_and.reduce([df[k] == v for k, v in p["point"].items()])]
@@ -118,8 +147,8 @@ def print_sweep(res, out: str) -> None:
             m = p["metrics"][k]
             if m["mean"] is None:
                 continue
-            ci = f" [{m['lo']:.3g}, {m['hi']:.3g}]" if m["lo"] is not None else ""
-            parts.append(f"{k} {first[k].mean():.3g} -> {m['mean']:.3g}{ci}")
+            ci = f" [{m['median_lo']:.3g}, {m['median_hi']:.3g}]" if m.get("median_lo") is not None else ""
+            parts.append(f"{k} {first[k].median():.3g} -> {m['median']:.3g}{ci} (mean {m['mean']:.3g})")
         label = ", ".join(f"{k}={v}" for k, v in p["point"].items())
         print(f"  {label}: " + "; ".join(parts))
     print(f"  run directory: {out} (metrics.parquet has a column per swept key; "

@@ -25,7 +25,8 @@ def test_cli_writes_a_complete_run_directory_that_load_run_reads(tmp_path):
     assert {"config.yaml", "metrics.parquet", "summary.json"} <= {x.name for x in run.iterdir()}
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished"
-    assert set(summary["metrics"]["var_ratio"]) == {"mean", "lo", "hi", "n_finite", "median"}
+    assert set(summary["metrics"]["var_ratio"]) >= {"mean", "lo", "hi", "n_finite", "median", "median_lo",
+                                                     "median_hi", "q25", "q75", "top1_share", "heavy_tailed"}
     df = load_run(run)
     assert len(df) == 8 * 4 and df.attrs["config"]["generations"] == 4
     assert {"replicate", "generation", "var_ratio", "precision", "tail_mass"} <= set(df.columns)

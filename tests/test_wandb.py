@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import collapse
 from collapse.wandb_log import read_offline_config, read_offline_history
@@ -22,6 +23,9 @@ def test_offline_wandb_history_holds_every_generation_with_interval_and_histogra
         vals = df[df["generation"] == r["_step"]]["var_ratio"]
         assert abs(r["var_ratio/mean"] - vals.mean()) < 1e-6 * max(1.0, abs(vals.mean()))
         assert r["var_ratio/lo"] < r["var_ratio/mean"] < r["var_ratio/hi"]
+        assert r["var_ratio/median"] == pytest.approx(float(np.median(vals)), rel=1e-6)
+        assert 0 <= r["var_ratio/median_lo"] <= r["var_ratio/median"] <= r["var_ratio/median_hi"]
+        assert r["var_ratio/lo"] >= 0 and r["var_ratio/q25"] <= r["var_ratio/q75"]  # a non-negative metric
         assert r["samples/_type"] == "histogram" and sum(r["samples/values"]) == 1000  # 1000 model draws
     cfg = read_offline_config(wdir)
     assert cfg["loop"]["real_fraction"] == 0.0 and cfg["generations"] == 5 and "git_commit" in cfg
