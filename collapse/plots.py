@@ -323,8 +323,8 @@ def survival(run, generations=None, size="single"):
         _surv(ax, real, center, color="black", label="truth", ls="--")
         ax.set_xscale("log")
         ax.set_xlim(left=float(np.quantile(np.linalg.norm(real.reshape(len(real), -1) - center, axis=1), 0.2)))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_yscale("log")
+        log_ticks(ax, "x")  # a distance range of under a decade still gets labelled ticks
         ax.set_xlabel(r"$t$ (distance from the true mean)")
         ax.set_ylabel(r"$P(\|x - m\| > t)$")
         ax.legend()
@@ -420,7 +420,8 @@ def rank_frequency(run, generations=None, size="single"):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("rank (most probable first)")
-        ax.set_ylabel("model probability" if exact else "frequency in the model's draws")
+        ax.set_ylabel("model probability" if exact else "frequency in generated text" if truth is None
+                      else "frequency in the model's draws")
         ax.legend()
     return fig
 
