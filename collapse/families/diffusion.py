@@ -44,7 +44,7 @@ class VelocityNet(nn.Module):
         return nn.Dense(self.dim, **dt)(h)
 
 
-def diffusion(dim: int, hidden: int = 256, steps: int = 2000, batch: int = 128, lr: float = 1e-3, warmup: int = 50,
+def diffusion(dim: int, hidden: int = 192, steps: int = 4000, batch: int = 128, lr: float = 3e-3, warmup: int = 50,
               sampler_steps: int = 32, init: str = "scratch", bounded: bool = True, dtype=jnp.float32) -> Family:
     """The ``diffusion`` family. ``bounded``: data in [0, 1] (images), mapped to [-1, 1] and clipped back."""
     net = VelocityNet(dim, hidden, dtype)

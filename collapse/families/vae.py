@@ -69,8 +69,8 @@ def _bce(logits, x):
     return jnp.logaddexp(0.0, logits) - x * logits
 
 
-def vae(dim: int, latent: int = 8, hidden: int = 256, likelihood: str = "bernoulli", steps: int = 1000,
-        batch: int = 128, lr: float = 1e-3, warmup: int = 50, init: str = "scratch", dtype=jnp.float32) -> Family:
+def vae(dim: int, latent: int = 8, hidden: int = 256, likelihood: str = "bernoulli", steps: int = 2000,
+        batch: int = 128, lr: float = 3e-3, warmup: int = 50, init: str = "scratch", dtype=jnp.float32) -> Family:
     """The ``vae`` family (see the module docstring)."""
     net = VAENet(dim, latent, hidden, likelihood == "gaussian", dtype)
     opt = adamw(lr, steps, warmup)
