@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MAX_PAIRS = 4  # independent real-vs-real pairs averaged (at most; about 0.1 s each for 256 points on a CPU core)
+MAX_PAIRS = 4  # independent real-vs-real pairs averaged (at most; 0.03-0.8 s each for 256 points on a CPU core)
 REFERENCE_STREAM = 0x5EF  # fold_in constant of the reference keys
 
 
