@@ -127,7 +127,7 @@ def metric_curve(data, metric: str, by=None, theory: bool = True, size="single",
     fig, (axis,) = _figure(size) if ax is None else (ax.figure, [ax])
     groups = agg.groupby(by, sort=True) if by else [((), agg)]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    drew_theory = False
+    drew_theory = named_band = False
     with paper_style():
         for i, (key, part) in enumerate(groups):
             c = colors[i % len(colors)]
@@ -138,8 +138,10 @@ def metric_curve(data, metric: str, by=None, theory: bool = True, size="single",
             lo, hi = part[lo_col].to_numpy(np.float64), part[hi_col].to_numpy(np.float64)
             if logy:  # a band edge <= 0 cannot be drawn on a log axis: leave those generations out of the band
                 lo = np.where(lo > 0, lo, np.nan)
+            wide = bool(np.any(np.isfinite(lo) & np.isfinite(hi) & (hi > lo)))  # one replicate: no band to name
             axis.fill_between(g, lo, hi, color=c, alpha=0.2, lw=0,
-                              label=BAND_LABEL[stat] if i == 0 and np.isfinite(hi).any() else None)
+                              label=BAND_LABEL[stat] if wide and not named_band else None)
+            named_band = named_band or wide
             if "theory" in part and np.isfinite(part["theory"]).any():
                 th = part[np.isfinite(part["theory"].to_numpy(np.float64))]
                 single = len(th) < 2  # one point (e.g. support after one fit): a marker, never an empty line
@@ -150,6 +152,7 @@ def metric_curve(data, metric: str, by=None, theory: bool = True, size="single",
         if reference:
             _reference_line(axis, df, metric)
         axis.set_xlabel("generation")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # generations are whole
         axis.set_ylabel(axis_label(metric))
         if logy:
             axis.set_yscale("log")

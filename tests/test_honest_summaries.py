@@ -175,3 +175,15 @@ def test_summary_json_and_report_lead_with_the_median(default_run):
 def test_docs_metric_table_is_generated_from_the_code():
     assert (ROOT / "docs" / "metrics.md").read_text() == markdown(), \
         "docs/metrics.md is stale: python -m collapse.metrics.table > docs/metrics.md"
+
+
+def test_one_replicate_has_no_band_to_name_and_generations_are_whole_ticks():
+    res = collapse.simulate("replicates=1", "generations=3", "metrics.sample_based=false")
+    fig = plots.metric_curve(res.metrics, "var_ratio")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "interquartile range" not in labels and labels[0] == "median"
+    fig.canvas.draw()
+    xt = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert xt and all(float(t).is_integer() for t in xt)
+    plt.close(fig)
