@@ -5,7 +5,7 @@ metrics: parametric metrics every generation, sample-based metrics for the first
 generations), ``--replicates`` (1000) x ``--generations`` (200), at loop.real_fraction in
 {0, 0.05, 0.1, 0.2, 0.5}.
 
-Headline (ARCHITECTURE.md: sweep benchmarks time end-to-end CLI invocations): one
+Headline (sweep benchmarks time end-to-end CLI invocations, as users run them): one
 ``collapse sweep.loop.real_fraction=[0,0.05,0.1,0.2,0.5]`` process vs five ``collapse loop.real_fraction=X``
 processes one after another (what one cluster job per point pays: start-up, imports, compile, run, writing),
 first with an empty compilation cache for each side (cold), then again with the cache warm; best of

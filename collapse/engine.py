@@ -6,7 +6,7 @@ chunking, or on ``metrics.every``. Generations run in chunks of equal length (on
 host can print progress between chunks; shapes never change between generations (accumulate mode
 writes into a preallocated pool and grows a mask, or keeps exact running statistics).
 
-Batch algebra (CONTRACT.md): generation 0 is fit on ``samples`` real points. Every later generation
+Batch algebra (README "The experiment"): generation 0 is fit on ``samples`` real points. Every later generation
 makes one batch of ``samples`` points, ``n_real`` real (fresh draws, or the fixed subset drawn once from
 generation 0's real batch) and the rest sampled from the previous model at ``sampling.scale``; then
 ``replace`` fits the newest batch, ``accumulate`` all batches so far, and ``accumulate_subsample``

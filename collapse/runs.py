@@ -1,6 +1,6 @@
 """The run directory: composed config, ``metrics.parquet`` and ``summary.json`` (written last, atomically).
 
-Layout (CONTRACT.md): ``config.yaml`` (the composed, resolved config), ``metrics.parquet`` (one row per
+Layout (README "The run directory"): ``config.yaml`` (the composed, resolved config), ``metrics.parquet`` (one row per
 (replicate, generation), one float column per metric) and ``summary.json`` (``"status": "finished"``,
 final-generation mean and 95% t-interval per metric, wall time, versions, events). A directory without
 ``summary.json`` is an unfinished (or failed) run; ``metrics.parquet`` is removed if the summary cannot

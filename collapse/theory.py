@@ -72,7 +72,7 @@ def fits(g) -> np.ndarray:
 
 
 def n_real_of(real_fraction: float, samples: int) -> int:
-    """n_real = floor(real_fraction * samples + 0.5), the number of real points per batch (CONTRACT.md)."""
+    """n_real = floor(real_fraction * samples + 0.5), the number of real points per batch (README "The experiment")."""
     return int(math.floor(real_fraction * samples + 0.5))
 
 

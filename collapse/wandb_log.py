@@ -1,14 +1,14 @@
 """Weights & Biases logging of a finished run (``logger=wandb``), and a reader for offline run files.
 
 A run's generations execute inside one compiled program, so logging happens once the metrics are on the host:
-one wandb run per job, step = generation; per metric the replicate median with its 95% order-statistic interval
-and quartiles (``<metric>/median``, ``/median_lo``, ``/median_hi``, ``/q25``, ``/q75``) and the mean with its
-95% interval (``/mean``, ``/lo``, ``/hi``; bootstrap for non-negative metrics); a histogram of each kept generation's samples where the
-run kept some (replicate 0); at the end the per-replicate table of the last generation, the sample pictures,
-and the summary. Config: the resolved config plus the git commit; group = the sweep (Hydra multirun folder) or
-the run name; job_type = the model family. Mode ``offline`` by default (files under ``<run dir>/wandb``, upload
-later with ``wandb sync``), ``online`` or ``disabled``. wandb failing to start never fails the run: it is said
-once on stderr and recorded as an event.
+one wandb run per job, step = generation; per metric the replicate median with its 95% order-statistic
+interval and quartiles (``<metric>/median``, ``/median_lo``, ``/median_hi``, ``/q25``, ``/q75``) and the mean
+with its 95% interval (``/mean``, ``/lo``, ``/hi``; bootstrap for non-negative metrics); a histogram of each
+kept generation's samples where the run kept some (replicate 0); at the end the per-replicate table of the
+last generation, the sample pictures, and the summary. Config: the resolved config plus the git commit; group =
+the sweep (Hydra multirun folder) or the run name; job_type = the model family. Mode ``offline`` by default
+(files under ``<run dir>/wandb``, upload later with ``wandb sync``), ``online`` or ``disabled``. wandb failing
+to start never fails the run: it is said once on stderr and recorded as an event.
 """
 from __future__ import annotations
 

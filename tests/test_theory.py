@@ -1,5 +1,5 @@
-"""Closed forms of collapse.theory: REFERENCE.md numbers, indexing, the dispatcher, and Monte-Carlo checks
-of the fresh-real-data recursions (seeds fixed before looking; tolerance 4 Monte-Carlo standard errors)."""
+"""Closed forms of collapse.theory: the numbers quoted in the literature, indexing, the dispatcher, and
+Monte-Carlo checks of the fresh-real-data recursions (seeds fixed before looking; tolerance 4 Monte-Carlo standard errors)."""
 from __future__ import annotations
 
 import copy
@@ -13,12 +13,12 @@ from collapse import theory as th
 
 
 def _round_to(x, quoted: str) -> bool:
-    """x agrees with a number quoted in REFERENCE.md to the quoted number of decimals."""
+    """x agrees with a number quoted from the literature to the quoted number of decimals."""
     decimals = len(quoted.split(".")[1]) if "." in quoted else 0
     return abs(float(x) - float(quoted)) <= 0.5 * 10.0**-decimals + 1e-12
 
 
-# ------------------------------------------------------------------------------------ REFERENCE.md numbers
+# ------------------------------------------------------------------------------------ numbers quoted in the literature
 @pytest.mark.parametrize("n, quoted", [(10, "0.9044"), (100, "0.3660")])
 def test_mle_var_ratio_reference(n, quoted):
     assert _round_to(th.gaussian_var_ratio(n - 1, 100, "mle"), quoted)

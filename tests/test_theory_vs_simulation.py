@@ -1,4 +1,4 @@
-"""Every closed form of REFERENCE.md, reproduced by simulation within 4 Monte-Carlo standard errors,
+"""Every closed form of collapse.theory, reproduced by simulation within 4 Monte-Carlo standard errors,
 on both engine paths (points, and exactly drawn sufficient statistics). Seeds are fixed (0) up front."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Parameter metrics for continuous data (CONTRACT.md vocabulary), from the model as a Gaussian mixture.
+"""Parameter metrics for continuous data, from the model as a Gaussian mixture.
 
 Notation: truth mean mu0, covariance S0; model mean mu and covariance S (exact mixture moments at
 scale 1: mu = sum_k w_k m_k, S = sum_k w_k (C_k + m_k m_k^T) - mu mu^T).

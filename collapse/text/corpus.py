@@ -13,7 +13,7 @@ Either level keeps the ``vocab_size - 1`` most frequent types (ties: first occur
 corpus has more than ``vocab_size`` types; otherwise every type, without ``<unk>``. Type ids are ordered by
 frequency (0 = most frequent).
 
-Split (DATA.md): the token stream is cut into segments of ``segment`` tokens (the remainder is dropped),
+Split: the token stream is cut into segments of ``segment`` tokens (the remainder is dropped),
 the segments are shuffled once with ``seed``; the first ``heldout_share`` of them are held out (metrics and
 prompts never train a model), the next ``train_segments`` are generation 0's real batch, and the rest is the
 fresh pool that ``loop.real=fresh`` reads in order, never reusing a segment.
