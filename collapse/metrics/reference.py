@@ -30,6 +30,7 @@ the fitted model (nll_real, ppl_real, kl_true, train_loss, ...) and sources with
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +52,12 @@ def reference_entry(cfg, source, family) -> dict:
             return {}
         keys = jax.random.split(jax.random.fold_in(jax.random.key(int(cfg.seed)), REFERENCE_STREAM), pairs)
         shared = jax.tree_util.tree_map(jnp.asarray, shared)
-        vals = jax.jit(jax.vmap(fn, in_axes=(0, None)))(keys, shared)  # data as an argument, not a constant
+        if isinstance(fn, tuple):  # continuous: draw per run, score with one program per shape and process
+            draw, knn_k, dc_k = fn
+            a, b = jax.vmap(draw, in_axes=(0, None))(keys, shared)  # eager: nothing to compile per run
+            vals = _continuous_scores(a, b, knn_k, dc_k)
+        else:
+            vals = jax.jit(jax.vmap(fn, in_axes=(0, None)))(keys, shared)  # data as an argument, not a constant
         vals = {k: np.asarray(v, np.float64) for k, v in vals.items()}
     mean = {k: float(np.mean(v)) for k, v in vals.items()}
     sd = {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in vals.items()}
@@ -79,14 +85,23 @@ def _truth(source, key, shared) -> dict:
 
 
 def _continuous_pair(source, n: int, knn_k: int, dc_k: int):
-    from collapse.metrics.samples import sample_metrics
-
-    def fn(key, shared):
+    """((draw, knn_k, dc_k), shared, description): ``draw(key, shared)`` gives the pair's two real sets, scored
+    by :func:`_continuous_scores` (compiled once per shape and process, not once per run)."""
+    def draw(key, shared):
         k_truth, k_a, k_b = jax.random.split(key, 3)
         truth = _truth(source, k_truth, shared)
-        return sample_metrics(source.sample(k_a, truth, n), source.sample(k_b, truth, n), knn_k, dc_k)
+        return source.sample(k_a, truth, n), source.sample(k_b, truth, n)
 
-    return fn, dict(source.data or {}), f"two independent sets of {n} source draws (eval_samples) in place of held-out vs model draws"
+    return (draw, knn_k, dc_k), dict(source.data or {}), (f"two independent sets of {n} source draws "
+                                                          "(eval_samples) in place of held-out vs model draws")
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _continuous_scores(a, b, knn_k: int, dc_k: int) -> dict:
+    """:func:`collapse.metrics.samples.sample_metrics` of every pair (a[p] as real, b[p] as model draws)."""
+    from collapse.metrics.samples import sample_metrics
+
+    return jax.vmap(lambda x, y: sample_metrics(x, y, knn_k, dc_k))(a, b)
 
 
 def _neural_pair(source, n: int, knn_k: int, dc_k: int):
