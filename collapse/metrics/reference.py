@@ -52,12 +52,8 @@ def reference_entry(cfg, source, family) -> dict:
             return {}
         keys = jax.random.split(jax.random.fold_in(jax.random.key(int(cfg.seed)), REFERENCE_STREAM), pairs)
         shared = jax.tree_util.tree_map(jnp.asarray, shared)
-        if isinstance(fn, tuple):  # continuous: draw per run, score with one program per shape and process
-            draw, knn_k, dc_k = fn
-            a, b = jax.vmap(draw, in_axes=(0, None))(keys, shared)  # eager: nothing to compile per run
-            vals = _continuous_scores(a, b, knn_k, dc_k)
-        else:
-            vals = jax.jit(jax.vmap(fn, in_axes=(0, None)))(keys, shared)  # data as an argument, not a constant
+        draw, score = fn  # draw eagerly per run; score with a program compiled once per shape and process
+        vals = score(jax.vmap(draw, in_axes=(0, None))(keys, shared), shared)
         vals = {k: np.asarray(v, np.float64) for k, v in vals.items()}
     mean = {k: float(np.mean(v)) for k, v in vals.items()}
     sd = {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in vals.items()}
@@ -85,15 +81,18 @@ def _truth(source, key, shared) -> dict:
 
 
 def _continuous_pair(source, n: int, knn_k: int, dc_k: int):
-    """((draw, knn_k, dc_k), shared, description): ``draw(key, shared)`` gives the pair's two real sets, scored
-    by :func:`_continuous_scores` (compiled once per shape and process, not once per run)."""
+    """((draw, score), shared, description): ``draw(key, shared)`` gives the pair's two real sets, ``score``
+    runs :func:`_continuous_scores` (compiled once per shape and process, not once per run)."""
     def draw(key, shared):
         k_truth, k_a, k_b = jax.random.split(key, 3)
         truth = _truth(source, k_truth, shared)
         return source.sample(k_a, truth, n), source.sample(k_b, truth, n)
 
-    return (draw, knn_k, dc_k), dict(source.data or {}), (f"two independent sets of {n} source draws "
-                                                          "(eval_samples) in place of held-out vs model draws")
+    def score(data, shared):
+        return _continuous_scores(*data, knn_k, dc_k)
+
+    return (draw, score), dict(source.data or {}), (f"two independent sets of {n} source draws "
+                                                    "(eval_samples) in place of held-out vs model draws")
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
@@ -105,8 +104,6 @@ def _continuous_scores(a, b, knn_k: int, dc_k: int) -> dict:
 
 
 def _neural_pair(source, n: int, knn_k: int, dc_k: int):
-    from collapse.metrics import images as imm
-
     data = source.data or {}
     has_clf = "classifier" in data
     has_modes = (source.info or {}).get("modes", 0) > 0
@@ -122,33 +119,28 @@ def _neural_pair(source, n: int, knn_k: int, dc_k: int):
     if has_clf:
         shared.update(classifier=data["classifier"], real_class_hist=data["real_class_hist"])
 
-    def fn(key, shared):
+    def draw(key, shared):
         if source.kind == "image":
-            a, pool = shared["real"], shared["pool"]
-            b = pool[jax.random.choice(key, pool.shape[0], (m,), replace=False)]
-        else:
-            k_truth, k_a, k_b = jax.random.split(key, 3)
-            truth = _truth(source, k_truth, shared)
-            a, b = source.sample(k_a, truth, n), source.sample(k_b, truth, n)
-        if has_clf:
-            from collapse.metrics.features import features, predict
-            fa, fb = features(shared["classifier"], a), features(shared["classifier"], b)
-        else:
-            fa, fb = a, b
-        out = dict(imm.neural_sample_metrics(fa, fb, knn_k, dc_k))
-        if has_clf:
-            out["class_tv"] = imm.class_tv(predict(shared["classifier"], b), shared["real_class_hist"], classes)
-        if has_modes:
-            t = source.init(jax.random.key(0))
-            out.update(imm.mode_coverage(b, t["modes"], t["mode_std"]))
-        return out
+            pool = shared["pool"]
+            return shared["real"], pool[jax.random.choice(key, pool.shape[0], (m,), replace=False)]
+        k_truth, k_a, k_b = jax.random.split(key, 3)
+        truth = _truth(source, k_truth, shared)
+        return source.sample(k_a, truth, n), source.sample(k_b, truth, n)
 
-    return fn, shared, how
+    extras = {}
+    if has_clf:
+        extras.update(classifier=shared["classifier"], real_class_hist=shared["real_class_hist"])
+    if has_modes:
+        t = source.init(jax.random.key(0))
+        extras.update(modes=t["modes"], mode_std=jnp.asarray(t["mode_std"]))
+
+    def score(data, shared):
+        return _neural_scores(*data, extras, knn_k, dc_k, classes)
+
+    return (draw, score), shared, how
 
 
 def _text_pair(source, n: int, rep_n: int):
-    from collapse.text import metrics as tm
-
     data = source.data or {}
     prompt = int((source.info or {}).get("prompt", 0))
     held = data.get("heldout")
@@ -158,14 +150,47 @@ def _text_pair(source, n: int, rep_n: int):
     else:
         how = f"{n} fresh real segments scored as generated text"
 
-    def fn(key, shared):
+    def draw(key, shared):
         if held is not None:
-            tokens = shared["heldout"][jax.random.choice(key, len(held), (m,), replace=False)]
-        else:
-            tokens = source.sample(key, _truth(source, key, shared), n)
-        valid = jnp.broadcast_to(jnp.arange(tokens.shape[1]) >= prompt, tokens.shape)
-        return tm.text_sample_metrics(tokens, valid, source.dim, shared["real_types"], shared["tail_mask"],
-                                      shared["real_tail_share"], rep_n)
+            return shared["heldout"][jax.random.choice(key, len(held), (m,), replace=False)]
+        return source.sample(key, _truth(source, key, shared), n)
+
+    def score(tokens, shared):
+        return _text_scores(tokens, shared["real_types"], shared["tail_mask"], shared["real_tail_share"], prompt,
+                            source.dim, rep_n)
 
     shared = {k: v for k, v in data.items() if k not in ("train0", "fresh")}  # the training text is not read
-    return fn, shared, how
+    return (draw, score), shared, how
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+def _neural_scores(a, b, extras: dict, knn_k: int, dc_k: int, classes: int) -> dict:
+    """Neural sample metrics of every pair (a[p] real, b[p] in the model draws' place): in the classifier's
+    feature space when ``extras`` has one (plus class_tv), with mode coverage when it has true modes."""
+    from collapse.metrics import images as imm
+    from collapse.metrics.features import features, predict
+
+    def one(x, y):
+        clf = extras.get("classifier")
+        fx, fy = (features(clf, x), features(clf, y)) if clf is not None else (x, y)
+        out = dict(imm.neural_sample_metrics(fx, fy, knn_k, dc_k))
+        if clf is not None:
+            out["class_tv"] = imm.class_tv(predict(clf, y), extras["real_class_hist"], classes)
+        if "modes" in extras:
+            out.update(imm.mode_coverage(y, extras["modes"], extras["mode_std"]))
+        return out
+
+    return jax.vmap(one)(a, b)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6))
+def _text_scores(tokens, real_types, tail_mask, real_tail_share, prompt: int, vocab: int, rep_n: int) -> dict:
+    """Text sample metrics of every pair's real segments (tokens[p]) scored as generated text (positions
+    before ``prompt`` excluded)."""
+    from collapse.text import metrics as tm
+
+    def one(t):
+        valid = jnp.broadcast_to(jnp.arange(t.shape[1]) >= prompt, t.shape)
+        return tm.text_sample_metrics(t, valid, vocab, real_types, tail_mask, real_tail_share, rep_n)
+
+    return jax.vmap(one)(tokens)
