@@ -3,9 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# test processes (pytest-xdist): one more than the machine's cores (XLA compiles on one thread, so an extra
-# process keeps the cores busy while others compile), at most 4 (each worker holds its own JAX, ~1-2 GB)
-WORKERS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) + 1 )); [ $$n -gt 4 ] && n=4; echo $$n)
+# test processes (pytest-xdist): the machine's cores, at most 4 (each worker holds its own JAX, ~1-2 GB)
+WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: install run test test-fast bench paper paper-quick clean
 
