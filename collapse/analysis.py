@@ -139,7 +139,7 @@ def aggregate(df: pd.DataFrame, by=None, metrics=None, level: float = 0.95, meth
     q75 are the quartiles. Non-finite values (diverged replicates, skipped metrics) are left out; ``n`` counts
     the rest.
     """
-    from collapse.summaries import bootstrap_interval, median_interval
+    from collapse.summaries import bootstrap_interval, median_interval, t_interval as t_bounds
 
     if method not in ("t", "bootstrap", "auto"):
         raise ValueError(f"method={method!r}: must be 't', 'bootstrap' or 'auto'")
@@ -165,19 +165,13 @@ def aggregate(df: pd.DataFrame, by=None, metrics=None, level: float = 0.95, meth
                            sd=float(v.std(ddof=1)) if n > 1 else np.nan)
             if n > 1:
                 boot = method == "bootstrap" or (method == "auto" and bool((v >= 0).all()))
-                lo, hi = bootstrap_interval(v, level, n_boot, seed) if boot else t_interval_of(v, level)
+                lo, hi = bootstrap_interval(v, level, n_boot, seed) if boot else t_bounds(v, level)
                 mlo, mhi = median_interval(v, level)
                 row.update(lo=lo, hi=hi, median_lo=mlo, median_hi=mhi)
             rows.append(row)
     out = pd.DataFrame(rows, columns=[*keys, "metric", *stats])
     out.attrs = {"method": method, "level": level, "by": by}
     return out
-
-
-def t_interval_of(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """(lo, hi) of :func:`t_interval`."""
-    iv = t_interval(values, level)
-    return iv["lo"], iv["hi"]
 
 
 def _config_for(df: pd.DataFrame, config, group: dict) -> dict:
