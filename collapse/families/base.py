@@ -48,6 +48,12 @@ class Family:
       coef:       (params) -> (d,) regression coefficients (supervised families).
       warm_from:  which params later generations receive as ``prev``: "previous" (generation g-1, the
                   default) or "gen0" (the generation-0 model: fine-tuning from it, as in Shumailov et al.).
+      gaussian:   True when the model is exactly one Gaussian (``components`` returns K = 1): the KL to a
+                  Gaussian truth is then the closed form.
+      trains:     True for a neural family trained by gradient steps; its params carry the final ``loss``
+                  (the metric ``train_loss``), and its metrics come from model draws, not exact moments.
+      transitions: (params) -> (V^m, V) next-token probabilities of every length-m context (n-gram tables):
+                  the exact KL rate to a Markov-chain truth.
 
     Sufficient-statistic path (families whose fit depends only on additive statistics)
       stats:        (batch, mask) -> stats.
@@ -72,6 +78,19 @@ class Family:
     merge_stats: Optional[Callable[..., Stats]] = None
     fit_stats: Optional[Callable[..., Params]] = None
     sample_stats: Optional[Callable[..., Stats]] = None
+    gaussian: bool = False
+    trains: bool = False
+    transitions: Optional[Callable[..., Array]] = None
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the family offers, by name: log_prob, components (exact mixture moments and tail mass), probs,
+        coef, stats (sufficient-statistic fit), stats_sampler (draws statistics directly), gaussian, trains,
+        transitions. Metrics and the engine choose estimators from these, never from the family's name."""
+        have = {"log_prob": self.log_prob, "components": self.components, "probs": self.probs, "coef": self.coef,
+                "stats_sampler": self.sample_stats, "transitions": self.transitions}
+        out = {k for k, v in have.items() if v is not None} | {k for k in ("gaussian", "trains") if getattr(self, k)}
+        return frozenset(out | ({"stats"} if self.has_stats else set()))
 
     @property
     def has_stats(self) -> bool:

@@ -73,4 +73,5 @@ def gaussian(dim: int, estimator: str = "mle") -> Family:
         return jnp.ones((1,), dt), params["mean"][None], params["cov"][None]
 
     return Family("gaussian", ("continuous",), init, fit, sample, log_prob, components=components,
-                  stats=stats, merge_stats=merge_moments, fit_stats=fit_stats, sample_stats=sample_stats)
+                  stats=stats, merge_stats=merge_moments, fit_stats=fit_stats, sample_stats=sample_stats,
+                  gaussian=True)

@@ -164,4 +164,4 @@ def transformer(vocab: int, segment: int, layers: int = 2, d_model: int = 64, he
         return token_logp(params["net"], tokens)
 
     return Family("transformer", ("text",), init_params, fit, sample, log_prob,
-                  warm_from="gen0" if init == "gen0" else "previous")
+                  warm_from="gen0" if init == "gen0" else "previous", trains=True)

@@ -52,6 +52,7 @@ class Source:
                        (g = 0: generation 0's training set; g >= 1: the fresh pool, never reused).
       segment:         tokens per unit (text sources).
       info:            host constants worth reporting (e.g. the Markov source's exact entropy rate).
+      gaussian:        True when the truth is exactly N(``mean``, ``cov``) (closed-form KL to a Gaussian model).
     """
 
     name: str
@@ -68,6 +69,19 @@ class Source:
     real_batch: Optional[Callable[..., Batch]] = None
     segment: int = 0
     info: Optional[dict] = None
+    gaussian: bool = False
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the source knows, by name: density (``log_prob``), gaussian, elliptical, stats_sampler,
+        covariates, finite (``real_batch``: a finite data set read in order), labels (a feature classifier),
+        modes (known mode centres), transitions (an exact Markov chain: ``T_m``, ``pi_m`` in ``data``)."""
+        data, info = self.data or {}, self.info or {}
+        have = {"density": self.log_prob is not None, "gaussian": self.gaussian, "elliptical": self.elliptical,
+                "stats_sampler": self.sample_stats is not None, "covariates": self.covariates is not None,
+                "finite": self.real_batch is not None, "labels": "classifier" in data,
+                "modes": info.get("modes", 0) > 0, "transitions": "T_m" in data}
+        return frozenset(k for k, v in have.items() if v)
 
 
 def ordered_real_batch(truth: Truth, g, n: int):

@@ -55,7 +55,8 @@ def gaussian(dim: int = 1, mean: float = 0.0, scale: float = 1.0, tail_level: fl
         scatter = rand.scatter_wishart(k2, n, chol, dtype)
         return {"n": jnp.asarray(n, dtype), "mean": m, "scatter": scatter}
 
-    return Source("gaussian", "continuous", dim, init, sample, log_prob, sample_stats=sample_stats, elliptical=True)
+    return Source("gaussian", "continuous", dim, init, sample, log_prob, sample_stats=sample_stats, elliptical=True,
+                  gaussian=True)
 
 
 def student_t(dim: int = 1, df: float = 3.0, tail_level: float = 0.01, dtype=jnp.float32) -> Source:
