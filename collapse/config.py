@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 
-CONF_DIR = Path(__file__).parent / "conf"
+from collapse.paths import CONF_DIR
 GROUPS = ("source", "model", "curation", "experiment", "logger", "hydra/launcher")
 OPEN_SECTIONS = ("hydra", "sweep")  # keys that may be added with +: Hydra's own settings, vectorised sweep axes
 

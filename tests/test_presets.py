@@ -10,16 +10,16 @@ comments say.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import collapse
 from collapse import theory
+from collapse.paths import CONF_DIR
 
 Z = 4.0
-EXPERIMENTS = Path(collapse.__file__).parent / "conf" / "experiment"
+EXPERIMENTS = CONF_DIR / "experiment"
 QUIET = ("quiet=true", "metrics.draws=0")
 
 
