@@ -92,7 +92,8 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 
 def _is_override(column: str) -> bool:
     """A config key column of a sweep: dotted (``loop.real_fraction``, ``config.precision``) or a top-level key;
-    a top-level key with a metric's name is written ``config.<key>`` (CONTRACT), so such a name is a metric."""
+    a top-level key with a metric's name is written ``config.<key>`` (the column rule in README, "Sweeps, launchers,
+    logging, resume, devices"), so such a name is a metric."""
     top_keys, metric_names = _column_names()
     return column not in metric_names and ("." in column or column in top_keys)
 

@@ -26,7 +26,8 @@ Sources of the formulas
   Bertrand et al. (2024) and Alemohammad et al. (2024, "fresh data loop").
 
 Which loop settings each form assumes is stated per function; :func:`theory_curves` applies them to a
-config and returns only the curves whose assumptions hold.
+config and returns only the curves whose assumptions hold. ``docs/theory.md`` (in the repository) collects
+every formula, its assumptions, its function and its source.
 """
 from __future__ import annotations
 
@@ -413,7 +414,7 @@ def theory_curves(cfg: Mapping[str, Any], generations: int) -> dict[str, np.ndar
         return {}
     n_real = n_real_of(rf, M)
     if 0.0 < rf < 1.0 and n_real in (0, M):
-        return {}  # a configuration error under the contract
+        return {}  # collapse.config refuses such a fraction (it rounds to no real or no synthetic point)
     if real not in ("fresh", "fixed") or synthetic not in ("replace", "accumulate", "accumulate_subsample"):
         return {}
     replace = synthetic == "replace"

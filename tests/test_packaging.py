@@ -1,8 +1,10 @@
 """Packaging: a built wheel carries the config tree where ``collapse.paths`` looks for it, and a
-non-editable install of that wheel finds ``config.yaml``."""
+non-editable install of that wheel finds ``config.yaml``. Also: no tracked file cites a file outside the
+repository."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,3 +68,36 @@ def test_installed_wheel_finds_config_yaml(wheel, tmp_path):
                          capture_output=True, text=True).stdout.split()
     assert out == [str((target / "collapse" / "conf").resolve()),
                    str(target / "collapse" / "__init__.py"), "True"], out
+
+
+# A comment, docstring, notebook or document states the fact itself or points at a file inside the repository,
+# never at a design note outside it.
+OUTSIDE_CITATIONS = re.compile(
+    r"\bCONTRACT\b"                                                   # the outside contract, in capitals
+    r"|\b(?:CONTRACT|REFERENCE|ARCHITECTURE|DATA|DESIGN|SPEC)\.md\b"  # design notes that are not in the repo
+    r"|\bshared/design\b|(?:\.\./)+shared\b")                         # the folder beside the checkout
+NOT_CHECKED = {"LICENSE", "tests/test_packaging.py"}  # the MIT text says "ACTION OF CONTRACT"; this file
+
+
+def _tracked_text_files() -> list[Path]:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    files = []
+    for name in out.decode().split("\0"):
+        path = ROOT / name
+        if name and name not in NOT_CHECKED and path.is_file():
+            head = path.read_bytes()[:8192]
+            if b"\0" not in head:
+                files.append(path)
+    return files
+
+
+def test_no_file_cites_a_file_outside_the_repository():
+    hits = []
+    for path in _tracked_text_files():
+        for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if OUTSIDE_CITATIONS.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()[:160]}")
+    assert not hits, "citations of files outside the repository:\n" + "\n".join(hits)

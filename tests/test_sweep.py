@@ -41,8 +41,9 @@ def _check_points(extra: list[str], axes: dict[str, list], rtol: float, loose: d
 
 
 def test_float32_sweep_of_real_fraction_and_scale_equals_single_runs():
-    # CONTRACT: rtol 1e-6 in float32. vendi (the exponential of an eigenvalue entropy of a 256 x 256 kernel) moves
-    # by ~5e-6 whenever the batch of rows changes size, in single runs too (1 vs 24 replicates), so it gets 1e-5.
+    # A sweep point equals its single run to rtol 1e-6 in float32 (README, "Sweeps, launchers, ...").
+    # vendi (the exponential of an eigenvalue entropy of a 256 x 256 kernel) moves by ~5e-6 whenever the batch
+    # of rows changes size, in single runs too (1 vs 24 replicates), so it gets 1e-5.
     # (real_fraction 0 is in the float64 tests below)
     _check_points([], {"loop.real_fraction": [0.3, 1.0], "sampling.scale": [1.0, 0.6]}, 1e-6, {"vendi": 1e-5})
 
