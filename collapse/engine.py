@@ -11,6 +11,16 @@ makes one batch of ``samples`` points, ``n_real`` real (fresh draws, or the fixe
 generation 0's real batch) and the rest sampled from the previous model at ``sampling.scale``; then
 ``replace`` fits the newest batch, ``accumulate`` all batches so far, and ``accumulate_subsample``
 ``samples`` points drawn uniformly without replacement from all batches so far.
+
+One generation (:meth:`Chain.step`), every piece chosen once when the :class:`Chain` is built:
+  batch  = mix(real part, synthetic part)   real: fresh draws | the fixed subset | a finite source in order;
+                                            synthetic: model draws, curated or not; mix: static counts, or a
+                                            traced ``n_real`` (a vectorised sweep) with fixed shapes
+  params = regime.step(batch)               replace | accumulate (running statistics or a masked pool) |
+                                            accumulate_subsample
+  out    = metrics(params)
+Points or exact sufficient statistics (the data path: :class:`PointPath`, :class:`StatsPath`) decide what a
+batch is: both offer the same few methods (real draws, synthetic draws, combine, fit, stats).
 """
 from __future__ import annotations
 
@@ -74,7 +84,7 @@ def stats_path_blockers(source: Source, family: Family, synthetic: str, n_real: 
         reasons.append(f"source={source.name} cannot draw sufficient statistics of real data")
     if synthetic == "accumulate_subsample":
         reasons.append("loop.synthetic=accumulate_subsample needs the points themselves")
-    if source.kind == "supervised":
+    if source.covariate_stats is not None:  # model statistics need the Gram matrix of >= dim input rows
         for label, n in (("real", n_real), ("synthetic", samples - n_real)):
             if 0 < n < source.dim:
                 reasons.append(f"{n} {label} rows per batch is fewer than source.dim={source.dim}")
@@ -119,66 +129,156 @@ def _interleave(real, syn, n_real):
     return tree_map(one, real, syn)
 
 
-POINT_VALUES = ("n_real", "scale")  # loop values every row receives as runtime inputs (a sweep varies them)
+def draw_points(source: Source, family: Family, key, truth, params, n: int, scale):
+    """n points drawn from the model, with their covariates or prompts drawn from the source."""
+    k_cov, k_syn = jax.random.split(key) if source.covariates is not None else (None, key)
+    covariates = source.covariates(k_cov, truth, n) if source.covariates is not None else None
+    return family.sample(k_syn, params, n, scale, covariates)
 
 
-class Chain:
-    """Builds the per-replicate functions ``first(seed, replicate, data, point)`` and ``advance(state, gens)``.
+# ----- the data path: what a batch is and how a model is fit from it ------------------------------------
+class PointPath:
+    """Batches are points (a pytree of rows): the model is fit from the points themselves."""
 
-    ``point``: the row's ``n_real`` and ``sampling.scale`` (:data:`POINT_VALUES`), runtime inputs of every run,
-    so a single run and a sweep point compute the same operations on the same values (constants would be
-    folded by XLA with other rounding). ``dynamic``: {"n_real"} when the rows of one program have different
-    ``n_real`` (a vectorised sweep); shapes stay fixed: on the sample path real and synthetic points are drawn
-    for the whole batch and interleaved by position (each draw's first rows equal a smaller draw), on the
-    statistic path both parts are drawn with the row's counts and the right merge is selected. Otherwise the
-    static ``spec.n_real`` decides which parts exist.
-    """
+    name = "samples"
 
-    def __init__(self, source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, with_samples: bool,
-                 dynamic: frozenset = frozenset()):
-        self.source, self.family, self.spec, self.metrics = source, family, spec, metrics
-        self.dyn = frozenset(dynamic)
-        # counts of the statistic path as runtime values (supervised statistics slice a design: static counts)
-        self.runtime_counts = spec.path == "stats" and source.kind != "supervised"
-        self.with_samples = with_samples and bool(metrics.sample_names)
-        self.pool = uses_pool(spec, family)
-        self.acc_stats = spec.synthetic == "accumulate" and (spec.path == "stats" or family.has_stats)
-        self.keep_gen0 = family.warm_from == "gen0" or metrics.needs_gen0
-        self.cur = spec.curation
-        self.curating = self.cur is not None and self.cur.active
+    def __init__(self, source: Source, family: Family, spec: LoopSpec):
+        self.source, self.family, self.spec = source, family, spec
 
-    # ----- data -----------------------------------------------------------------------------------
-    def _real(self, key, truth, n, g):
-        if self.source.real_batch is not None:  # finite source: read in order, never reused
-            return self.source.real_batch(truth, g, n)
-        if self.spec.path == "stats":
-            return self.source.sample_stats(key, truth, n)
+    def draw_real(self, key, truth, n):
+        """n exact draws from the source."""
         return self.source.sample(key, truth, n)
 
+    def synthetic(self, key, truth, params, n, scale):
+        return draw_points(self.source, self.family, key, truth, params, n, scale)
 
-    def _synthetic(self, key, truth, params, n, scale):
-        if self.spec.path == "stats":
-            src = self.source
-            k_cov, k_syn = jax.random.split(key) if src.covariates is not None else (None, key)
-            cov_stats = src.covariate_stats(k_cov, truth, n) if src.kind == "supervised" else None
-            return self.family.sample_stats(k_syn, params, n, scale, cov_stats)
-        return self._draw(key, truth, params, n, scale)
+    def combine(self, a, b):
+        return _concat(a, b)
 
-    def _draw(self, key, truth, params, n, scale):
-        """n points drawn from the model (with their covariates or prompts, drawn from the source)."""
+    def fit(self, key, batch, prev):
+        return self.family.fit(key, batch, jnp.ones(self.spec.samples, bool), prev)
+
+    def stats(self, batch):
+        """The sufficient statistics of one batch (what accumulate adds)."""
+        return self.family.stats(batch, jnp.ones(self.spec.samples, bool))
+
+    def first_batch(self, draw, k_real, k_rest, truth, n_fixed, split):
+        """Generation 0's batch (``samples`` real points from ``draw``) and the fixed subset: ``n_fixed`` of its
+        rows in a random order (all of them, permuted, when ``n_fixed`` is None). ``split`` is unused: the
+        subset is taken from the batch."""
+        batch = draw(k_real, truth, self.spec.samples)
+        order = jax.random.permutation(k_rest, self.spec.samples)
+        return batch, _take(batch, order if n_fixed is None else order[:n_fixed])
+
+
+class StatsPath:
+    """Batches are exact sufficient statistics, drawn directly (no points): the model is fit from them."""
+
+    name = "stats"
+
+    def __init__(self, source: Source, family: Family, spec: LoopSpec):
+        self.source, self.family, self.spec = source, family, spec
+
+    def draw_real(self, key, truth, n):
+        """The statistics of n exact draws from the source."""
+        return self.source.sample_stats(key, truth, n)
+
+    def synthetic(self, key, truth, params, n, scale):
+        """The statistics of n model draws; with the Gram matrix of their inputs when the source has one."""
         src = self.source
         k_cov, k_syn = jax.random.split(key) if src.covariates is not None else (None, key)
-        covariates = src.covariates(k_cov, truth, n) if src.covariates is not None else None
-        return self.family.sample(k_syn, params, n, scale, covariates)
+        cov_stats = src.covariate_stats(k_cov, truth, n) if src.covariate_stats is not None else None
+        return self.family.sample_stats(k_syn, params, n, scale, cov_stats)
 
-    def _curated(self, key, truth, params, n, scale, state):
-        """n synthetic points chosen by curation from c = candidates(n) model draws, and accept_rate = accepted / c."""
+    def combine(self, a, b):
+        return self.family.merge_stats(a, b)
+
+    def fit(self, key, batch, prev):
+        return self.family.fit_stats(key, batch, prev)
+
+    def stats(self, batch):
+        return batch
+
+    def first_batch(self, draw, k_real, k_rest, truth, n_fixed, split):
+        """Generation 0's batch: with ``split`` a fixed part of ``n_fixed`` draws merged with the rest, else one
+        draw of ``samples`` (then also the fixed part when every point is real)."""
+        if split:
+            fixed = draw(k_real, truth, n_fixed)
+            return self.family.merge_stats(fixed, draw(k_rest, truth, self.spec.samples - n_fixed)), fixed
+        batch = draw(k_real, truth, self.spec.samples)
+        return batch, batch
+
+
+# ----- the real part of a batch ----------------------------------------------------------------------------
+class FreshReal:
+    """New exact draws every generation."""
+
+    keeps_fixed = False
+
+    def __init__(self, draw):
+        self.draw = draw  # (key, truth, n) -> real batch
+
+    def first(self, key, truth, n):
+        return self.draw(key, truth, n)
+
+    def part(self, state, key, truth, n, g):
+        return self.draw(key, truth, n)
+
+
+class FiniteReal:
+    """A finite source's batches read in order (generation 0's training set, then the fresh pool)."""
+
+    keeps_fixed = False
+
+    def __init__(self, read):
+        self.read = read  # (truth, g, n) -> the real units of generation g
+
+    def first(self, key, truth, n):
+        return self.read(truth, 0, n)
+
+    def part(self, state, key, truth, n, g):
+        return self.read(truth, g, n)
+
+
+class FixedReal:
+    """The subset drawn once at generation 0 (from ``base``'s generation-0 data), reused every generation."""
+
+    keeps_fixed = True
+
+    def __init__(self, base):
+        self.base = base
+
+    def first(self, key, truth, n):
+        return self.base.first(key, truth, n)
+
+    def part(self, state, key, truth, n, g):
+        return state["fixed"]
+
+
+# ----- the synthetic part of a batch -----------------------------------------------------------------------
+class Drawn:
+    """Model draws as they come (accept rate: none)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def part(self, key, truth, params, n, scale, state):
+        return self.path.synthetic(key, truth, params, n, scale), None
+
+
+class Curated:
+    """n points chosen by curation from c = candidates(n) model draws, and accept_rate = accepted / c."""
+
+    def __init__(self, source: Source, family: Family, curation, dtype):
+        self.source, self.family, self.cur, self.dtype = source, family, curation, dtype
+
+    def part(self, key, truth, params, n, scale, state):
         cur = self.cur
         c = cur.candidates(n)
-        cand = self._draw(key, truth, params, c, scale)
+        cand = draw_points(self.source, self.family, key, truth, params, c, scale)
         scores = cur.score(jax.random.fold_in(key, 1), cand, truth, params, self._real_reference(state, truth))
         idx, accepted = cur.select(jax.random.fold_in(key, 2), scores, n)
-        return (cur.take or _take)(cand, idx), (accepted / c).astype(self.spec.dtype)
+        return (cur.take or _take)(cand, idx), (accepted / c).astype(self.dtype)
 
     def _real_reference(self, state, truth):
         """Held-out real data the detector score learns from (None when the score needs none)."""
@@ -190,13 +290,192 @@ class Chain:
                     return where[name]
         raise ValueError(f"source={self.source.name} has no held-out real data for the detector")
 
-    def _combine(self, a, b):
-        return self.family.merge_stats(a, b) if self.spec.path == "stats" else _concat(a, b)
 
-    def _fit_batch(self, key, batch, prev):
-        if self.spec.path == "stats":
-            return self.family.fit_stats(key, batch, prev)
-        return self.family.fit(key, batch, jnp.ones(self.spec.samples, bool), prev)
+# ----- real part + synthetic part: static counts, or a traced n_real (vectorised sweeps) -------------------
+class StaticMix:
+    """``spec.n_real`` decides which parts exist. ``runtime``: the counts passed to the draws are the row's
+    runtime ``n_real`` (the statistic path, shape-free); else the static ones (points have static shapes)."""
+
+    def __init__(self, path, spec: LoopSpec, runtime: bool):
+        self.path, self.spec, self.runtime = path, spec, runtime
+
+    def first(self, draw, k_real, k_rest, truth, n_real, keeps_fixed):
+        spec = self.spec
+        n = n_real if self.runtime else spec.n_real
+        split = keeps_fixed and 0 < spec.n_real < spec.samples
+        return self.path.first_batch(draw, k_real, k_rest, truth, n, split)
+
+    def batch(self, real, syn, n_real):
+        """``real(n)``, ``syn(n) -> (batch, rate)``: the parts of n rows; returns (batch, rate)."""
+        spec, rate = self.spec, None
+        parts = []
+        if spec.n_real > 0:
+            parts.append(real(n_real if self.runtime else spec.n_real))
+        if spec.n_syn > 0:
+            part, rate = syn(spec.samples - n_real if self.runtime else spec.n_syn)
+            parts.append(part)
+        return (parts[0] if len(parts) == 1 else self.path.combine(parts[0], parts[1])), rate
+
+
+class TracedPointMix:
+    """A traced ``n_real`` on the sample path: real and synthetic points are drawn for the whole batch and
+    interleaved by position (each draw's first rows equal a smaller draw's)."""
+
+    def __init__(self, path: PointPath, spec: LoopSpec):
+        self.path, self.spec = path, spec
+
+    def first(self, draw, k_real, k_rest, truth, n_real, keeps_fixed):
+        return self.path.first_batch(draw, k_real, k_rest, truth, None, False)  # the first n_real rows count
+
+    def batch(self, real, syn, n_real):
+        m = self.spec.samples
+        return _interleave(real(m), syn(m)[0], n_real), None
+
+
+class TracedStatsMix:
+    """A traced ``n_real`` on the statistic path: both parts are drawn with the row's counts (at least 1) and
+    the right merge is selected."""
+
+    def __init__(self, path: StatsPath, spec: LoopSpec):
+        self.path, self.spec = path, spec
+
+    def first(self, draw, k_real, k_rest, truth, n_real, keeps_fixed):
+        m = self.spec.samples
+        whole = draw(k_real, truth, m)
+        if not keeps_fixed:
+            return whole, whole
+        part = draw(k_real, truth, jnp.maximum(n_real, 1))  # a mixed generation-0 batch: fixed part + the rest
+        mixed = self.path.combine(part, draw(k_rest, truth, jnp.maximum(m - n_real, 1)))
+        inside = (n_real > 0) & (n_real < m)
+        return _where(inside, mixed, whole), _where(inside, part, whole)
+
+    def batch(self, real, syn, n_real):
+        n_syn = self.spec.samples - n_real
+        r = real(jnp.maximum(n_real, 1))
+        s = syn(jnp.maximum(n_syn, 1))[0]
+        return _where(n_real == 0, s, _where(n_syn == 0, r, self.path.combine(r, s))), None
+
+
+# ----- the synthetic regime: which data each generation is fit on -----------------------------------------
+class Replace:
+    """Fit the newest batch."""
+
+    def __init__(self, path, spec: LoopSpec):
+        self.path, self.spec = path, spec
+
+    def first(self, state, key, batch):
+        return self.path.fit(key, batch, None)
+
+    def step(self, new, g, key, k_sub, batch, prev):
+        return self.path.fit(key, batch, prev)
+
+
+class AccumulateStats(Replace):
+    """Fit all batches so far through exact running sufficient statistics (``state["acc"]``)."""
+
+    def first(self, state, key, batch):
+        state["acc"] = self.path.stats(batch)
+        return self.path.fit(key, batch, None)
+
+    def step(self, new, g, key, k_sub, batch, prev):
+        fam = self.path.family
+        new["acc"] = fam.merge_stats(new["acc"], self.path.stats(batch))
+        return fam.fit_stats(key, new["acc"], prev)
+
+
+class PoolAccumulate(Replace):
+    """Fit all batches so far: the points of a preallocated pool of every generation's batch, masked."""
+
+    def _fill(self, state, batch):
+        size = self.spec.generations * self.spec.samples
+        pool = tree_map(lambda x: jnp.zeros((size,) + x.shape[1:], x.dtype), batch)
+        state["pool"] = tree_map(lambda p, x: p.at[: self.spec.samples].set(x), pool, batch)
+        return size
+
+    def _add(self, new, g, batch):
+        m = self.spec.samples
+        new["pool"] = tree_map(lambda p, x: jax.lax.dynamic_update_slice_in_dim(p, x, g * m, 0), new["pool"], batch)
+        return jnp.arange(self.spec.generations * m) < (g + 1) * m
+
+    def first(self, state, key, batch):
+        # fit on the (masked) pool from the start, so the params keep one shape across generations
+        size = self._fill(state, batch)
+        return self.path.family.fit(key, state["pool"], jnp.arange(size) < self.spec.samples, None)
+
+    def step(self, new, g, key, k_sub, batch, prev):
+        filled = self._add(new, g, batch)
+        return self.path.family.fit(key, new["pool"], filled, prev)
+
+
+class PoolSubsample(PoolAccumulate):
+    """Fit ``samples`` points drawn uniformly without replacement from the pool of all batches so far."""
+
+    def first(self, state, key, batch):
+        self._fill(state, batch)
+        return self.path.fit(key, batch, None)
+
+    def step(self, new, g, key, k_sub, batch, prev):
+        filled = self._add(new, g, batch)
+        u = jnp.where(filled, jax.random.uniform(k_sub, filled.shape), 2.0)
+        idx = jax.lax.top_k(-u, self.spec.samples)[1]
+        return self.path.fit(key, _take(new["pool"], idx), prev)
+
+
+POINT_VALUES = ("n_real", "scale")  # loop values every row receives as runtime inputs (a sweep varies them)
+
+
+class Chain:
+    """Builds the per-replicate functions ``first(seed, replicate, data, point)`` and ``advance(state, gens)``.
+
+    The pieces are chosen once, here: the data path (:class:`PointPath` or :class:`StatsPath`), the real part
+    (:class:`FreshReal`, :class:`FiniteReal` or :class:`FixedReal`), the synthetic part (:class:`Drawn` or
+    :class:`Curated`), how the two parts make a batch (:class:`StaticMix`, or :class:`TracedPointMix` /
+    :class:`TracedStatsMix` for a traced ``n_real``) and the regime (:class:`Replace`, :class:`AccumulateStats`,
+    :class:`PoolAccumulate`, :class:`PoolSubsample`).
+
+    ``point``: the row's ``n_real`` and ``sampling.scale`` (:data:`POINT_VALUES`), runtime inputs of every run,
+    so a single run and a sweep point compute the same operations on the same values (constants would be
+    folded by XLA with other rounding). ``dynamic``: {"n_real"} when the rows of one program have different
+    ``n_real`` (a vectorised sweep); shapes stay fixed (see the traced mixes). Otherwise the static
+    ``spec.n_real`` decides which parts exist.
+    """
+
+    def __init__(self, source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, with_samples: bool,
+                 dynamic: frozenset = frozenset()):
+        self.source, self.family, self.spec, self.metrics = source, family, spec, metrics
+        self.dyn = frozenset(dynamic)
+        self.with_samples = with_samples and bool(metrics.sample_names)
+        self.keep_gen0 = family.warm_from == "gen0" or metrics.needs_gen0
+        self.cur = spec.curation
+        self.curating = self.cur is not None and self.cur.active
+        stats = spec.path == "stats"
+        traced = "n_real" in self.dyn
+        if stats and (self.curating or source.real_batch is not None):
+            raise ValueError("the statistic path draws real statistics and scores no candidate points")
+        if traced and self.curating:
+            raise ValueError("curation draws a static number of candidates: n_real cannot vary between rows")
+        self.path = StatsPath(source, family, spec) if stats else PointPath(source, family, spec)
+        reader = FiniteReal(source.real_batch) if source.real_batch is not None else FreshReal(self.path.draw_real)
+        self.real = FixedReal(reader) if spec.real == "fixed" else reader
+        self.synthetic = Curated(source, family, self.cur, spec.dtype) if self.curating else Drawn(self.path)
+        if traced:
+            self.mix = TracedStatsMix(self.path, spec) if stats else TracedPointMix(self.path, spec)
+        else:  # the statistic path's counts as runtime values, unless they slice a fixed design (static)
+            self.mix = StaticMix(self.path, spec, runtime=stats and source.covariate_stats is None)
+        if spec.synthetic == "replace":
+            self.regime = Replace(self.path, spec)
+        elif spec.synthetic == "accumulate" and not uses_pool(spec, family):
+            self.regime = AccumulateStats(self.path, spec)
+        elif spec.synthetic == "accumulate":
+            self.regime = PoolAccumulate(self.path, spec)
+        else:
+            self.regime = PoolSubsample(self.path, spec)
+        shared = source.data or {}
+        # per-replicate held-out real data for the metrics, unless shared or the metrics are exact
+        # (a family's category probabilities or coefficients against the truth)
+        self.draw_heldout = "heldout" not in shared and not ({"probs", "coef"} & family.capabilities)
+        self.draw_det_real = (not self.draw_heldout and self.curating and self.cur.needs_real
+                              and "heldout" not in shared)  # the detector's real data
 
     # ----- metrics ----------------------------------------------------------------------------------
     def _metrics(self, key, g, params, state, truth):
@@ -211,10 +490,11 @@ class Chain:
         if self.with_samples:
             out = {**out, **_maybe(sampled, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args[:3]))}
         if self.cur is not None and self.cur.reward is not None:  # mean reward of the model's own draws
-            cur, kind = self.cur, self.source.kind
-            when = keep if kind in ("continuous", "discrete", "supervised") else sampled  # neural draws are costly
-            out["reward_mean"] = _maybe(when, lambda: jnp.mean(cur.reward(self._draw(
-                jax.random.fold_in(key, 3), truth, params, cur.reward_draws, truth["sampling_scale"]), truth)))
+            cur = self.cur
+            when = sampled if self.family.trains else keep  # a trained family's draws are costly
+            out["reward_mean"] = _maybe(when, lambda: jnp.mean(cur.reward(draw_points(
+                self.source, self.family, jax.random.fold_in(key, 3), truth, params, cur.reward_draws,
+                truth["sampling_scale"]), truth)))
         if m.draw_fn is not None:  # model draws for samples.npz / wandb histograms (first replicates kept)
             when = keep if m.draw_every_kept else sampled
             out["_samples"] = _maybe(when, lambda: m.draw_fn(jax.random.fold_in(key, 2), params, truth))
@@ -227,51 +507,22 @@ class Chain:
         """Generation 0 of replicate ``replicate``: key ``fold_in(key(seed), replicate)``. ``data``: the
         source's shared arrays (unbatched), merged into every truth lookup; ``point``: this row's dynamic
         loop values (a vectorised sweep)."""
-        spec, src, fam = self.spec, self.source, self.family
-        n_real, dyn_real = point["n_real"], "n_real" in self.dyn
+        spec, src = self.spec, self.source
         rkey = jax.random.fold_in(jax.random.key(seed), replicate)
         k_truth, k_held, k_gen = jax.random.split(rkey, 3)
         own = src.init(k_truth)
         truth = {**own, **data}
         state: dict = {"k_gen": k_gen, "truth": own, "point": dict(point)}
-        if src.kind == "continuous" or (src.kind == "text" and "heldout" not in data):
+        if self.draw_heldout:
             state["heldout"] = src.sample(k_held, truth, spec.heldout)
-        elif self.curating and self.cur.needs_real and "heldout" not in data:  # detector's real data
+        elif self.draw_det_real:
             state["det_real"] = src.sample(k_held, truth, spec.heldout)
         k_real, k_rest, k_fit, k_metric = jax.random.split(jax.random.fold_in(k_gen, 0), 4)
-        prev = None  # generation 0 fits from scratch
-        if spec.path == "stats" and dyn_real:
-            whole = src.sample_stats(k_real, truth, spec.samples)
-            batch = fixed = whole
-            if spec.real == "fixed":  # a mixed generation-0 batch: fixed real part + the rest
-                part = src.sample_stats(k_real, truth, jnp.maximum(n_real, 1))
-                mixed = fam.merge_stats(part, src.sample_stats(k_rest, truth, jnp.maximum(spec.samples - n_real, 1)))
-                inside = (n_real > 0) & (n_real < spec.samples)
-                batch, fixed = _where(inside, mixed, whole), _where(inside, part, whole)
-        elif spec.path == "stats":
-            if spec.real == "fixed" and 0 < spec.n_real < spec.samples:
-                n = n_real if self.runtime_counts else spec.n_real
-                fixed = src.sample_stats(k_real, truth, n)
-                batch = fam.merge_stats(fixed, src.sample_stats(k_rest, truth, spec.samples - n))
-            else:
-                batch = fixed = src.sample_stats(k_real, truth, spec.samples)
-        else:
-            batch = self._real(k_real, truth, spec.samples, 0)
-            order = jax.random.permutation(k_rest, spec.samples)
-            fixed = _take(batch, order if dyn_real else order[: spec.n_real])  # dynamic: the first n_real rows count
-        if spec.real == "fixed" and (dyn_real or spec.n_real > 0):
+        keeps = self.real.keeps_fixed
+        batch, fixed = self.mix.first(self.real.first, k_real, k_rest, truth, point["n_real"], keeps)
+        if keeps and ("n_real" in self.dyn or spec.n_real > 0):
             state["fixed"] = fixed
-        if self.acc_stats:
-            state["acc"] = batch if spec.path == "stats" else fam.stats(batch, jnp.ones(spec.samples, bool))
-        if self.pool:
-            size = spec.generations * spec.samples
-            pool = tree_map(lambda x: jnp.zeros((size,) + x.shape[1:], x.dtype), batch)
-            state["pool"] = tree_map(lambda p, x: p.at[: spec.samples].set(x), pool, batch)
-        if self.pool and spec.synthetic == "accumulate":
-            # fit on the (masked) pool from the start, so the params keep one shape across generations
-            params = fam.fit(k_fit, state["pool"], jnp.arange(size) < spec.samples, prev)
-        else:
-            params = self._fit_batch(k_fit, batch, prev)
+        params = self.regime.first(state, k_fit, batch)  # generation 0 fits from scratch
         state["params"] = params
         if self.keep_gen0:
             state["gen0"] = params
@@ -282,64 +533,21 @@ class Chain:
 
     # ----- generations >= 1 -------------------------------------------------------------------------
     def step(self, state, g, data):
-        spec, fam = self.spec, self.family
+        """Generation g: the batch (real part + synthetic part), the fit of the regime, the metrics."""
+        spec = self.spec
         k_real, k_syn, k_fit, k_sub, k_metric = self._gen_keys(state["k_gen"], g)
         truth, params = {**state["truth"], **data}, state["params"]
         scale, n_real = state["point"]["scale"], state["point"]["n_real"]
-        rate = None
-        if "n_real" in self.dyn:
-            batch = self._dynamic_batch(state, k_real, k_syn, truth, params, g, scale)
-        else:  # counts of the statistic path as runtime values, shapes of the sample path static
-            stat = self.runtime_counts
-            parts = []
-            if spec.n_real > 0:
-                n = n_real if stat else spec.n_real
-                parts.append(state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, n, g))
-            if spec.n_syn > 0 and self.curating:  # the sample path: static counts
-                syn, rate = self._curated(k_syn, truth, params, spec.n_syn, scale, state)
-                parts.append(syn)
-            elif spec.n_syn > 0:
-                n = spec.samples - n_real if stat else spec.n_syn
-                parts.append(self._synthetic(k_syn, truth, params, n, scale))
-            batch = parts[0] if len(parts) == 1 else self._combine(parts[0], parts[1])
-        if fam.warm_from == "gen0":
-            params = state["gen0"]  # the model later generations start from
+        batch, rate = self.mix.batch(lambda n: self.real.part(state, k_real, truth, n, g),
+                                     lambda n: self.synthetic.part(k_syn, truth, params, n, scale, state), n_real)
+        prev = state["gen0"] if self.family.warm_from == "gen0" else params  # the model the fit starts from
         new = dict(state)
-        if spec.synthetic == "replace":
-            params = self._fit_batch(k_fit, batch, params)
-        elif self.acc_stats:
-            add = batch if spec.path == "stats" else fam.stats(batch, jnp.ones(spec.samples, bool))
-            new["acc"] = fam.merge_stats(state["acc"], add)
-            params = fam.fit_stats(k_fit, new["acc"], params)
-        else:
-            m = spec.samples
-            pool = tree_map(lambda p, x: jax.lax.dynamic_update_slice_in_dim(p, x, g * m, 0), state["pool"], batch)
-            new["pool"] = pool
-            filled = jnp.arange(spec.generations * m) < (g + 1) * m
-            if spec.synthetic == "accumulate":
-                params = fam.fit(k_fit, pool, filled, params)
-            else:
-                u = jnp.where(filled, jax.random.uniform(k_sub, filled.shape), 2.0)
-                idx = jax.lax.top_k(-u, m)[1]
-                params = fam.fit(k_fit, _take(pool, idx), jnp.ones(m, bool), params)
-        new["params"] = params
+        new["params"] = params = self.regime.step(new, g, k_fit, k_sub, batch, prev)
         out = self._metrics(k_metric, g, params, new, truth)
         if self.cur is not None:  # none keeps every drawn point: 1
             rate = rate if self.curating else jnp.asarray(1.0, spec.dtype)
             out["accept_rate"] = rate if spec.n_syn > 0 else jnp.asarray(jnp.nan, spec.dtype)
         return new, out
-
-    def _dynamic_batch(self, state, k_real, k_syn, truth, params, g, scale):
-        """The batch of generation g for a traced ``n_real`` (see the class docstring)."""
-        spec, n_real = self.spec, state["point"]["n_real"]
-        m = spec.samples
-        if spec.path == "stats":
-            n_syn = m - n_real
-            real = state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, jnp.maximum(n_real, 1), g)
-            syn = self._synthetic(k_syn, truth, params, jnp.maximum(n_syn, 1), scale)
-            return _where(n_real == 0, syn, _where(n_syn == 0, real, self._combine(real, syn)))
-        real = state["fixed"] if spec.real == "fixed" else self._real(k_real, truth, m, g)
-        return _interleave(real, self._synthetic(k_syn, truth, params, m, scale), n_real)
 
     @staticmethod
     def _gen_keys(k_gen, g):
