@@ -173,7 +173,7 @@ def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: flo
         events.append({"event": "heavy_tailed", "metrics": heavy, "generation": last,
                        "meaning": "the 1% of replicates farthest from the median carry > 20% of the spread: "
                                   "read the median"})
-    guard = precision_guard.check(df, cfg.precision, C.SOURCE_KINDS.get(cfg.source.name, ""))
+    guard = precision_guard.check(df, cfg.precision, C.source_kind(cfg))
     if guard.get("replicates"):
         events.append({"event": "float32_range", **{k: v for k, v in guard.items() if k != "checked"}})
     return {

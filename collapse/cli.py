@@ -64,7 +64,7 @@ def headline(res) -> list[str]:
     s = res.summary
     df = res.metrics
     first = df[df["generation"] == 0]
-    kind = C.SOURCE_KINDS.get(res.config.source.name)
+    kind = C.source_kind(res.config)
     have = [k for k in s["metrics"] if s["metrics"][k]["mean"] is not None]
     keys = [k for k in order(kind, have) if k not in CURATION_LINES][:HEADLINE_LINES]
     keys += [k for k in CURATION_LINES if k in have]
@@ -138,7 +138,7 @@ def print_sweep(res, out: str) -> None:
           f"source={cfg.source.name} in one program, {s['wall_time_s']:.1f} s (compile {s['compile_s']:.1f} s); "
           f"final generation {s['generation']}, median [95% interval] over replicates (mean):")
     from collapse.metrics.table import headline as order
-    names = order(C.SOURCE_KINDS.get(cfg.source.name), list(s["points"][0]["metrics"]))[:3]
+    names = order(C.source_kind(cfg), list(s["points"][0]["metrics"]))[:3]
     df = res.metrics
     for p in s["points"]:
         first = df[(df["generation"] == 0) & np.logical_and.reduce([df[k] == v for k, v in p["point"].items()])]
@@ -216,7 +216,7 @@ def check_before_start(overrides: list[str], multirun: bool) -> None:
     for i, job in enumerate(jobs):
         try:
             cfg = C.compose(job)
-            image = C.SOURCE_KINDS.get(cfg.source.get("name")) == "image"
+            image = C.source_kind(cfg) == "image"
             C.validate(cfg) if image and built_image else _prepare(cfg)
             built_image |= image
         except C.ConfigError as exc:

@@ -46,13 +46,16 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """A model family: the source labels it ``fits`` (kinds or traits), ``check(cfg)`` of the ``model.*`` keys it
-    owns (and of how they combine with the source and loop), and ``build(cfg, source) -> Family``."""
+    """A model family: the source labels it ``fits`` (kinds or traits), ``check(cfg, source_spec)`` of the
+    ``model.*`` keys it owns (and of how they combine with the source and loop), ``build(cfg, source) -> Family``,
+    and optionally ``context(cfg)``: the number of previous tokens the model conditions on when finite (an n-gram:
+    order - 1), so a Markov-chain source can precompute its exact truth for that context."""
 
     name: str
     fits: tuple[str, ...]
-    check: Callable[[Any], None]
+    check: Callable[[Any, Any], None]
     build: Callable[[Any, Any], Any]
+    context: Optional[Callable[[Any], int]] = None
 
     def can_fit(self, source: SourceSpec) -> bool:
         return bool(set(self.fits) & set(source.labels))

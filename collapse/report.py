@@ -127,7 +127,7 @@ def write_report(path: str | Path) -> Path:
     kind = kind_of(path)
     df = load_sweep(path)
     cfg0 = df.attrs.get("config") or next(iter((df.attrs.get("configs") or {}).values()), {})
-    metrics = _headline(df, C.SOURCE_KINDS.get(((cfg0 or {}).get("source") or {}).get("name")))
+    metrics = _headline(df, C.source_kind(cfg0))
     if not metrics:
         raise ReportError(f"{path}: the run has no finite metric to plot")
     out = path / "report"
@@ -148,7 +148,7 @@ def write_report(path: str | Path) -> Path:
     cfg = df.attrs.get("config") or next(iter((df.attrs.get("configs") or {}).values()), {})
     src = (cfg or {}).get("source", {}) or {}
     if kind == "run":
-        source_kind = C.SOURCE_KINDS.get(src.get("name"), "")
+        source_kind = C.source_kind(cfg)
         for name, make in _run_figures(path, source_kind, int(src.get("dim", 2) or 2)):
             emit(name, make)
     s = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}

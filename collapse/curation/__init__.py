@@ -17,15 +17,15 @@ Text units are scored by the sum over the positions where every density involved
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable, Optional
 
 import jax.numpy as jnp
 import numpy as np
 
-from collapse.curation import detector as det, rewards as rw, select as sel
+from collapse import checks, components
+from collapse.curation import detector as det, rewards as rw
+from collapse.errors import ConfigError
 
-METHODS = ("none", "threshold", "best_of", "pairwise", "importance")
 SCORES = ("true_loglik", "model_loglik", "density_ratio", "reward", "detector")
 
 
@@ -33,7 +33,7 @@ SCORES = ("true_loglik", "model_loglik", "density_ratio", "reward", "detector")
 class Curation:
     """What the engine needs: ``candidates(n)`` (static count drawn for n kept points), ``select(key, scores, n)``
     -> (index (n,), accepted), ``score(key, cand, truth, params, real)`` -> (c,), and ``reward(x, truth)`` for
-    ``reward_mean`` (None: not reported). ``name == "none"`` curates nothing: it exists only to report ``reward_mean``
+    ``reward_mean`` (None: not reported). A record without ``select`` (curation=none) curates nothing: it exists only to report ``reward_mean``
     (and ``accept_rate`` = 1) beside curated runs of the same comparison."""
 
     name: str
@@ -47,7 +47,7 @@ class Curation:
 
     @property
     def active(self) -> bool:
-        return self.name != "none"
+        return self.select is not None
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -71,8 +71,6 @@ def _ratio(lt, lm):
 
 def _reward_fn(ccfg, source, dtype, key: str = "curation.reward.kind"):
     """The configured reward of ``source`` (ConfigError when the source kind has none)."""
-    from collapse.config import ConfigError
-
     r = ccfg.reward
     kinds = rw.KINDS.get(source.kind)
     if not kinds:
@@ -112,8 +110,6 @@ def _reward_fn(ccfg, source, dtype, key: str = "curation.reward.kind"):
 
 def _score_fn(ccfg, source, family, dtype):
     """score(key, cand, truth, params, real) of ``curation.score`` (ConfigError where it cannot be computed)."""
-    from collapse.config import ConfigError
-
     name = ccfg.score
     if name in ("true_loglik", "density_ratio") and source.log_prob is None:
         raise ConfigError("curation.score", name, f"source={source.name} has no known density (true_loglik and "
@@ -143,31 +139,41 @@ def wants_reward(cfg, source) -> bool:
     """``metrics.reward_mean``: auto = whenever curation is on and the source has a reward."""
     v = cfg.metrics.reward_mean
     if v == "auto":
-        return cfg.curation.name != "none" and source.kind in rw.KINDS and not (
+        return components.find("curation", cfg.curation).curates and source.kind in rw.KINDS and not (
             source.kind == "image" and not (source.data and "classifier" in source.data))
     return bool(v)
+
+
+def check_curation(cfg) -> None:
+    """The keys every curation rule shares (``curation.reward_draws``, ``curation.score`` and the detector's), then
+    the rule's own (its module's ``RULE.check``), and ``metrics.reward_mean``. Whether the source can be scored is
+    checked when the run is built."""
+    v = checks.get(cfg, "metrics.reward_mean")
+    if v not in ("auto", True, False):
+        raise ConfigError("metrics.reward_mean", v, "must be auto, true or false")
+    rule = components.find("curation", cfg.curation)
+    checks.integer(cfg, "curation.reward_draws")
+    if not rule.curates:
+        return
+    if checks.choice(cfg, "curation.score", SCORES) == "detector":
+        checks.integer(cfg, "curation.detector.steps")
+        checks.number(cfg, "curation.detector.lr", 0.0, lo_open=True, allowed="must be a number > 0")
+        checks.number(cfg, "curation.detector.l2", 0.0, allowed="must be a number >= 0")
+    rule.check(cfg)
+    if checks.get(cfg, "engine.path") == "stats":
+        raise ConfigError("engine.path", "stats", f"curation={rule.name} scores candidate points, so it needs "
+                          "engine.path=samples (or auto)")
 
 
 def build_curation(cfg, source, family, dtype) -> Optional[Curation]:
     """The :class:`Curation` of a validated config, or None when there is nothing to do (``none``, no reward_mean)."""
     c = cfg.curation
+    rule = components.find("curation", c)
     reward = _reward_fn(c, source, dtype, key="metrics.reward_mean") if wants_reward(cfg, source) else None
-    if c.name == "none":
+    if not rule.curates:
         if reward is None:
             return None
-        return Curation("none", lambda n: n, None, None, reward, int(c.reward_draws), False)
-    if c.name == "threshold":
-        candidates, select = partial(sel.threshold_candidates, oversample=float(c.oversample)), \
-            partial(sel.threshold, quantile=float(c.quantile))
-    elif c.name == "best_of":
-        k = int(c.k)
-        candidates, select = (lambda n: k * n), partial(sel.best_of, k=k)
-    elif c.name == "pairwise":
-        candidates, select = (lambda n: 2 * n), partial(sel.pairwise, temperature=float(c.temperature))
-    else:
-        candidates, select = partial(sel.threshold_candidates, oversample=float(c.oversample)), \
-            partial(sel.importance, temperature=float(c.temperature), resampling=str(c.resampling))
+        return Curation(rule.name, lambda n: n, None, None, reward, int(c.reward_draws), False)
+    candidates, select, take = rule.build(c)
     score = _score_fn(c, source, family, dtype)
-    take = sel.take_pairs if c.name == "pairwise" else None
-    return Curation(c.name, candidates, select, score, reward, int(c.reward_draws), c.score == "detector",
-                    take)
+    return Curation(rule.name, candidates, select, score, reward, int(c.reward_draws), c.score == "detector", take)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from collapse import rand
+from collapse import checks
+from collapse.components import FamilySpec, SourceSpec
+from collapse.run_settings import dtype_of
 from collapse.families.base import Family
 
 
@@ -48,3 +51,11 @@ def categorical(categories: int, smoothing: float = 0.0, dtype=jnp.float32) -> F
 
     return Family("categorical", ("discrete",), init, fit, sample, log_prob, probs=lambda p: p["probs"],
                   stats=stats, merge_stats=merge_stats, fit_stats=fit_stats, sample_stats=sample_stats)
+
+
+def check(cfg, source: SourceSpec) -> None:
+    checks.number(cfg, "model.smoothing", 0.0, allowed="must be a number >= 0")
+
+
+FAMILY = FamilySpec("categorical", fits=("discrete",), check=check,
+                    build=lambda cfg, source: categorical(source.dim, float(cfg.model.smoothing), dtype_of(cfg)))

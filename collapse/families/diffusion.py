@@ -17,8 +17,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from collapse import checks
+from collapse.components import FamilySpec, SourceSpec
+from collapse.run_settings import dtype_of
 from collapse.families.base import Family
-from collapse.families.training import adamw, tail_mean, train
+from collapse.families.training import adamw, check_training, tail_mean, train
 
 TIME_FEATURES = 16
 
@@ -84,3 +87,19 @@ def diffusion(dim: int, hidden: int = 192, steps: int = 4000, batch: int = 128, 
         return jnp.clip(x, 0.0, 1.0) if bounded else x
 
     return Family("diffusion", ("image", "continuous"), init_params, fit, sample, log_prob=None, trains=True)
+
+
+def check(cfg, source: SourceSpec) -> None:
+    """model.sampler_steps, hidden and the training keys."""
+    checks.integer(cfg, "model.sampler_steps")
+    checks.integer(cfg, "model.hidden")
+    check_training(cfg)
+
+
+def build(cfg, source) -> Family:
+    m = cfg.model
+    return diffusion(source.dim, hidden=m.hidden, steps=m.steps, batch=m.batch, lr=float(m.lr), warmup=m.warmup,
+                     sampler_steps=m.sampler_steps, init=m.init, bounded=source.kind == "image", dtype=dtype_of(cfg))
+
+
+FAMILY = FamilySpec("diffusion", fits=("image", "toy_2d"), check=check, build=build)

@@ -13,6 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from collapse import linalg, rand
+from collapse import checks
+from collapse.components import FamilySpec, SourceSpec
+from collapse.errors import ConfigError
 from collapse.families.base import Family
 
 
@@ -75,3 +78,16 @@ def gaussian(dim: int, estimator: str = "mle") -> Family:
     return Family("gaussian", ("continuous",), init, fit, sample, log_prob, components=components,
                   stats=stats, merge_stats=merge_moments, fit_stats=fit_stats, sample_stats=sample_stats,
                   gaussian=True)
+
+
+def check(cfg, source: SourceSpec) -> None:
+    """model.estimator; a Gaussian fit needs loop.samples >= dim + 1."""
+    checks.choice(cfg, "model.estimator", ("mle", "unbiased"))
+    d = cfg.source.get("dim", 2)  # the 2-D toys (ring, grid) have no dim key
+    samples = cfg.loop.samples
+    if samples < d + 1:
+        raise ConfigError("loop.samples", samples, f"must be >= source.dim + 1 = {d + 1} for a Gaussian fit")
+
+
+FAMILY = FamilySpec("gaussian", fits=("continuous",), check=check,
+                    build=lambda cfg, source: gaussian(source.dim, cfg.model.estimator))

@@ -27,6 +27,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from collapse import linalg
+from collapse import checks
+from collapse.components import FamilySpec, SourceSpec
+from collapse.errors import ConfigError
 from collapse.families.base import Family
 
 
@@ -235,3 +238,16 @@ def gmm(dim: int, components: int = 5, em_steps: int = 20, reg: float = 1e-6) ->
     # jit-wrapped so that eager calls are fast; under an outer jit/vmap/scan they are simply inlined.
     return Family("gmm", ("continuous",), jax.jit(init), jax.jit(fit),
                   jax.jit(sample, static_argnames=("n",)), log_prob, components=jax.jit(components_fn))
+
+
+def check(cfg, source: SourceSpec) -> None:
+    """model.components, model.em_steps; loop.samples >= components."""
+    checks.integer(cfg, "model.components")
+    checks.integer(cfg, "model.em_steps")
+    if cfg.loop.samples < cfg.model.components:
+        raise ConfigError("loop.samples", cfg.loop.samples, f"must be >= model.components = {cfg.model.components}")
+
+
+FAMILY = FamilySpec("gmm", fits=("continuous",), check=check,
+                    build=lambda cfg, source: gmm(components=cfg.model.components, em_steps=cfg.model.em_steps,
+                                                  dim=source.dim))

@@ -22,6 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from collapse import linalg
+from collapse import checks
+from collapse.components import FamilySpec, SourceSpec
+from collapse.errors import ConfigError
 from collapse.families.base import Family
 
 _RULES = ("scott", "silverman")
@@ -120,3 +123,25 @@ def kde(dim: int, max_points: int, bandwidth: str | float = "scott", reg: float 
     return Family("kde", ("continuous",), jax.jit(init), jax.jit(fit),
                   jax.jit(sample, static_argnames=("n",)), jax.jit(log_prob),
                   components=jax.jit(components))
+
+
+def check(cfg, source: SourceSpec) -> None:
+    """model.bandwidth: scott, silverman or a number > 0."""
+    bw = checks.get(cfg, "model.bandwidth")
+    if not (bw in ("scott", "silverman") or (isinstance(bw, (int, float)) and not isinstance(bw, bool) and bw > 0)):
+        raise ConfigError("model.bandwidth", bw, "must be scott, silverman or a number > 0")
+
+
+def _points(cfg) -> int:
+    """Rows the KDE is fit on: the whole pool under accumulate, else one batch."""
+    if cfg.loop.synthetic == "accumulate":
+        return cfg.generations * cfg.loop.samples
+    return cfg.loop.samples
+
+
+def build(cfg, source) -> Family:
+    bw = cfg.model.bandwidth
+    return kde(bandwidth=bw if isinstance(bw, str) else float(bw), dim=source.dim, max_points=_points(cfg))
+
+
+FAMILY = FamilySpec("kde", fits=("continuous",), check=check, build=build)

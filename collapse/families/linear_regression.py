@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from collapse import linalg, rand
+from collapse import checks
+from collapse.components import FamilySpec, SourceSpec
 from collapse.families.base import Family
 
 
@@ -75,3 +77,13 @@ def linear_regression(dim: int, ridge: float = 0.0, label_noise: str = "fitted",
 
     return Family("linear_regression", ("supervised",), init, fit, sample, log_prob, coef=lambda p: p["w"],
                   stats=stats, merge_stats=merge_stats, fit_stats=fit_stats, sample_stats=sample_stats)
+
+
+def check(cfg, source: SourceSpec) -> None:
+    checks.number(cfg, "model.ridge", 0.0, allowed="must be a number >= 0")
+    checks.choice(cfg, "model.label_noise", ("fitted", "source"))
+
+
+FAMILY = FamilySpec("linear_regression", fits=("supervised",), check=check,
+                    build=lambda cfg, source: linear_regression(source.dim, float(cfg.model.ridge),
+                                                                cfg.model.label_noise, float(cfg.source.noise_var)))

@@ -22,6 +22,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from collapse import checks
+from collapse.components import FamilySpec, SourceSpec
+from collapse.errors import ConfigError
+from collapse.run_settings import decoding_of, dtype_of, prompt_length
 from collapse.families.base import Family
 from collapse.text.decoding import Decoding, sample_token
 
@@ -129,3 +133,27 @@ def ngram(vocab: int, order: int, smoothing: str = "add_k", k: float = 0.01, lam
     return Family("ngram", ("text",), init, fit, sample, log_prob, stats=stats, merge_stats=merge_stats,
                   fit_stats=fit_stats, transitions=lambda params: jnp.exp(params["logp"]))
 
+
+def check(cfg, source: SourceSpec) -> None:
+    """model.order < source.segment, smoothing and its k / lam; a prompt covers the context (>= order - 1)."""
+    order = checks.integer(cfg, "model.order")
+    if checks.choice(cfg, "model.smoothing", ("none", "add_k", "interpolated")) == "add_k":
+        checks.number(cfg, "model.k", 0.0, lo_open=True, allowed="must be a number > 0 (smoothing=none is k = 0)")
+    checks.number(cfg, "model.lam", 0.0, 1.0, lo_open=True)
+    p = prompt_length(cfg)
+    if 0 < p < order - 1:
+        raise ConfigError("sampling.prompt_length", p, f"must be >= model.order - 1 = {order - 1} for an n-gram")
+    if order >= cfg.source.segment:
+        raise ConfigError("model.order", order, f"must be < source.segment={cfg.source.segment}")
+
+
+def build(cfg, source) -> Family:
+    m = cfg.model
+    if source.dim ** m.order > MAX_TABLE:
+        raise ConfigError("model.order", m.order, f"a table of V^order = {source.dim}^{m.order} entries is too "
+                          f"large (max {MAX_TABLE}); lower model.order or the vocabulary")
+    return ngram(source.dim, m.order, m.smoothing, float(m.k), float(m.lam), decoding_of(cfg), source.segment,
+                 prompt_length(cfg), dtype_of(cfg))
+
+
+FAMILY = FamilySpec("ngram", fits=("text",), check=check, build=build, context=lambda cfg: cfg.model.order - 1)

@@ -51,3 +51,14 @@ def tail_mean(losses, share: float = 0.1):
     """Mean of the last ``share`` of the per-step losses (the reported training loss)."""
     n = max(1, int(losses.shape[0] * share))
     return jnp.mean(losses[-n:])
+
+
+def check_training(cfg, inits: tuple[str, ...] = ("scratch", "warm_start")) -> None:
+    """The training keys every neural family owns: model.steps, batch, lr > 0, warmup >= 0, init."""
+    from collapse import checks
+
+    checks.integer(cfg, "model.steps")
+    checks.integer(cfg, "model.batch")
+    checks.number(cfg, "model.lr", 0.0, lo_open=True, allowed="must be a number > 0")
+    checks.integer(cfg, "model.warmup", lo=0)
+    checks.choice(cfg, "model.init", inits)

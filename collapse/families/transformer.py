@@ -25,6 +25,10 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from collapse import checks
+from collapse.components import FamilySpec, SourceSpec
+from collapse.errors import ConfigError
+from collapse.run_settings import decoding_of, dtype_of, prompt_length
 from collapse.families.base import Family
 from collapse.families.training import adamw, tail_mean, train
 from collapse.text.decoding import Decoding, sample_token
@@ -165,3 +169,35 @@ def transformer(vocab: int, segment: int, layers: int = 2, d_model: int = 64, he
 
     return Family("transformer", ("text",), init_params, fit, sample, log_prob,
                   warm_from="gen0" if init == "gen0" else "previous", trains=True)
+
+
+def check(cfg, source: SourceSpec) -> None:
+    """Layers, heads dividing d_model, a context covering one segment and one batch, and the training keys."""
+    checks.integer(cfg, "model.layers")
+    heads = checks.integer(cfg, "model.heads")
+    d = checks.integer(cfg, "model.d_model")
+    if d % heads:
+        raise ConfigError("model.d_model", d, f"must be a multiple of model.heads={heads}")
+    seg = cfg.source.segment
+    checks.integer(cfg, "model.context", lo=seg, allowed=f"must be an integer >= source.segment={seg} (the sequence "
+                   "length)")
+    checks.integer(cfg, "model.steps")
+    checks.integer(cfg, "model.batch")
+    checks.number(cfg, "model.lr", 0.0, lo_open=True, allowed="must be a number > 0")
+    checks.integer(cfg, "model.warmup", lo=0)
+    checks.number(cfg, "model.weight_decay", 0.0, allowed="must be a number >= 0")
+    checks.choice(cfg, "model.init", ("scratch", "warm_start", "gen0"))
+    if cfg.model.context > cfg.loop.samples:
+        raise ConfigError("model.context", cfg.model.context, f"is longer than the data: loop.samples="
+                          f"{cfg.loop.samples} tokens per batch")
+
+
+def build(cfg, source) -> Family:
+    m = cfg.model
+    return transformer(source.dim, source.segment, layers=m.layers, d_model=m.d_model, heads=m.heads,
+                       context=m.context, steps=m.steps, batch=m.batch, lr=float(m.lr), warmup=m.warmup,
+                       weight_decay=float(m.weight_decay), init=m.init, decoding=decoding_of(cfg),
+                       prompt=prompt_length(cfg), dtype=dtype_of(cfg))
+
+
+FAMILY = FamilySpec("transformer", fits=("text",), check=check, build=build)

@@ -22,8 +22,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from collapse import checks
+from collapse.components import FamilySpec, SourceSpec
+from collapse.errors import ConfigError
+from collapse.run_settings import dtype_of
 from collapse.families.base import Family
-from collapse.families.training import adamw, tail_mean, train
+from collapse.families.training import adamw, check_training, tail_mean, train
 
 
 class VAENet(nn.Module):
@@ -101,3 +105,24 @@ def vae(dim: int, latent: int = 8, hidden: int = 256, likelihood: str = "bernoul
         return net.apply(params["net"], x, jax.random.key(0))
 
     return Family("vae", ("image", "continuous"), init_params, fit, sample, log_prob, trains=True)
+
+
+def check(cfg, source: SourceSpec) -> None:
+    """model.latent, hidden, likelihood (bernoulli needs data in [0, 1]: an image source) and the training keys."""
+    checks.integer(cfg, "model.latent", allowed="must be an integer >= 1 (the latent size)")
+    lik = checks.choice(cfg, "model.likelihood", ("auto", "bernoulli", "gaussian"))
+    if lik == "bernoulli" and source.kind != "image":
+        raise ConfigError("model.likelihood", lik, f"needs data in [0, 1] (an image source); source={source.name} "
+                          "is unbounded: use gaussian or auto")
+    checks.integer(cfg, "model.hidden")
+    check_training(cfg)
+
+
+def build(cfg, source) -> Family:
+    m = cfg.model
+    lik = m.likelihood if m.likelihood != "auto" else ("bernoulli" if source.kind == "image" else "gaussian")
+    return vae(source.dim, latent=m.latent, hidden=m.hidden, likelihood=lik, steps=m.steps, batch=m.batch,
+               lr=float(m.lr), warmup=m.warmup, init=m.init, dtype=dtype_of(cfg))
+
+
+FAMILY = FamilySpec("vae", fits=("image", "toy_2d"), check=check, build=build)

@@ -298,3 +298,56 @@ def image_source(data: ImageData, heldout: int, dtype=jnp.float32, name: str = "
                   info={"shape": (H, W), "classes": data.classes, "images_total": data.total,
                         "images_heldout": len(data.heldout), "images_train0": len(data.train0),
                         "images_fresh": len(data.fresh)})
+
+
+def check_image_keys(cfg) -> None:
+    """source.heldout_share, the key every finite image source owns."""
+    from collapse import checks
+
+    checks.number(cfg, "source.heldout_share", 0.0, 1.0, lo_open=True, hi_open=True)
+
+
+def build_image_source(cfg, load) -> Source:
+    """A finite image source from ``load() -> (x, y, shape)``, split once from ``seed``, with a feature classifier
+    when it has labels; refuses a fresh pool too small for the run."""
+    import dataclasses
+
+    from collapse.engine import n_real_points
+    from collapse.errors import ConfigError
+    from collapse.run_settings import dtype_of
+
+    s = cfg.source
+    try:
+        x, y, _shape = load()
+        data = split_images(x, y, float(s.heldout_share), cfg.loop.samples, cfg.seed)
+    except ImageDataError as exc:
+        raise ConfigError(exc.key, exc.value, exc.allowed) from None
+    n_real = n_real_points(cfg.loop.real_fraction, cfg.loop.samples)
+    need = (cfg.generations - 1) * n_real if cfg.loop.real == "fresh" else 0
+    if need > len(data.fresh):
+        raise ConfigError("loop.real_fraction", cfg.loop.real_fraction,
+                          f"fresh real images are exhausted: generations - 1 = {cfg.generations - 1} batches x {n_real} "
+                          f"real images = {need}, but the fresh pool of source={s.name} holds {len(data.fresh)}; lower "
+                          "generations, loop.real_fraction or loop.samples, or use loop.real=fixed")
+    src = image_source(data, int(cfg.metrics.heldout), dtype_of(cfg), name=s.name)
+    if data.classes > 1:
+        clf = feature_classifier(s.name, data, cfg.seed)
+        src = dataclasses.replace(src, data={**src.data, "classifier": clf.params},
+                                  info={**src.info, "classifier_accuracy": clf.accuracy, "classifier": clf})
+    return src
+
+
+def feature_classifier(name: str, data: ImageData, seed: int):
+    """The source's feature classifier: trained once per (source, split) in this process and cached."""
+    key = (name, data.heldout.shape, data.train0.shape, data.fresh.shape, seed,
+           float(data.heldout.sum()), float(data.train0[:10].sum()))
+    if key not in _CLASSIFIERS:
+        from collapse.metrics.features import train_classifier
+        parts = [(data.train0, data.y_train0), (data.fresh, data.y_fresh)]
+        x = np.concatenate([p[0] for p in parts if len(p[0])])
+        y = np.concatenate([p[1] for p in parts if len(p[0])])
+        _CLASSIFIERS[key] = train_classifier(x, y, data.heldout, data.y_heldout, data.classes, seed=seed)
+    return _CLASSIFIERS[key]
+
+
+_CLASSIFIERS: dict = {}

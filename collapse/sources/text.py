@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from collapse.components import SourceSpec
 from collapse.sources.base import Source, ordered_real_batch
 from collapse.text import markov as mk
 from collapse.text.corpus import Corpus
@@ -88,3 +89,44 @@ def markov(vocab: int, order: int, exponent: float, segment: int, seed: int, mod
 def _unigram_of(pi: np.ndarray, T: np.ndarray, vocab: int, order: int) -> np.ndarray:
     """Stationary probability of each token: sum_h pi(h) T(h, w)."""
     return (pi[:, None] * T).sum(0)
+
+
+def check(cfg) -> None:
+    """source.corpus, level, vocab_size, heldout_share (the corpus itself is read when the source is built)."""
+    from collapse import checks
+    from collapse.errors import ConfigError
+
+    corpus = checks.get(cfg, "source.corpus")
+    if not isinstance(corpus, str) or not corpus:
+        raise ConfigError("source.corpus", corpus, "must be kjv, stdlib or the path of a UTF-8 text file")
+    checks.choice(cfg, "source.level", ("char", "word"))
+    checks.integer(cfg, "source.vocab_size", lo=2)
+    checks.number(cfg, "source.heldout_share", 0.0, 1.0, lo_open=True, hi_open=True)
+
+
+def build(cfg) -> Source:
+    """The corpus split once from ``seed``; refuses a fresh pool too small for the run, or top_k above the vocabulary."""
+    from collapse.errors import ConfigError
+    from collapse.run_settings import dtype_of, prompt_length, text_units
+    from collapse.text.corpus import CorpusError, build_corpus
+
+    s = cfg.source
+    units, n_real = text_units(cfg)
+    try:
+        corpus = build_corpus(s.corpus, s.level, s.vocab_size, s.segment, float(s.heldout_share), units, cfg.seed)
+    except CorpusError as exc:
+        raise ConfigError(exc.key, exc.value, exc.allowed) from None
+    need = (cfg.generations - 1) * n_real if cfg.loop.real == "fresh" else 0
+    if need > len(corpus.fresh):
+        raise ConfigError("loop.real_fraction", cfg.loop.real_fraction,
+                          f"fresh real text is exhausted: generations - 1 = {cfg.generations - 1} batches x {n_real} "
+                          f"real segments = {need} segments, but the fresh pool of source.corpus={s.corpus} holds "
+                          f"{len(corpus.fresh)} ({len(corpus.fresh) * s.segment} tokens); lower generations, "
+                          "loop.real_fraction or loop.samples, or use loop.real=fixed")
+    top_k = cfg.sampling.top_k
+    if top_k > corpus.vocab_size:
+        raise ConfigError("sampling.top_k", top_k, f"must be <= the vocabulary size {corpus.vocab_size} (0 = off)")
+    return text(corpus, int(cfg.metrics.heldout), prompt_length(cfg), dtype_of(cfg))
+
+
+SOURCE = SourceSpec("text", "text", check, build)
