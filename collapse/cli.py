@@ -167,8 +167,7 @@ def _resume_argv(resume: str, overrides: list[str], argv: list[str]) -> list[str
         print(f"collapse: resume={resume}: the run is already finished; nothing to do")
         raise SystemExit(0)
     saved = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=True)
-    others = [o for o in overrides if o.split("=", 1)[0] not in ("resume", "quiet")
-              and not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    others = [o for o in C.run_overrides(overrides) if o.split("=", 1)[0] not in ("resume", "quiet")]
     if others:
         try:
             given = OmegaConf.to_container(C.compose(others), resolve=False)
@@ -210,7 +209,7 @@ def check_before_start(overrides: list[str], multirun: bool) -> None:
     others are validated without building."""
     jobs = C.multirun_jobs(overrides, multirun)
     if jobs is None:
-        _prepare(C.compose([o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]))
+        _prepare(C.compose(C.run_overrides(overrides)))
         return
     built_image = False
     for i, job in enumerate(jobs):

@@ -120,6 +120,17 @@ def _import(module_name: str, group: str):
     return importlib.import_module(module_name)
 
 
+def load_plugins(cfg: Any) -> None:
+    """Import every module of ``cfg.plugins`` (the user's own metrics, or components that register on import),
+    with the working directory on ``sys.path``; an unknown module is one :class:`ConfigError` line."""
+    names = _node_get(cfg, "plugins") or []
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError("plugins", names, "must be a list of module names, e.g. plugins=[my_metrics]")
+    for name in names:
+        if _import(name, "plugins") is None:
+            raise ConfigError("plugins", list(names), f"no module {name} on sys.path or in the working directory")
+
+
 def known(group: str) -> list[str]:
     """Names of the package's own components of ``group``: the modules of its package that declare a spec."""
     package, attribute, record = GROUPS[group]

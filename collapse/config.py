@@ -13,9 +13,12 @@ from typing import Any, Iterable, Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from collapse import checks, components
+from collapse.curation import check_curation
+from collapse.engine import n_real_points
 from collapse.errors import ConfigError
 from collapse.paths import CONF_DIR
 from collapse.run_settings import dtype_of, prompt_length, text_units  # noqa: F401 (used by callers as C.*)
+from collapse.sweep import rewrite_overrides
 
 GROUPS = ("source", "model", "curation", "experiment", "logger", "hydra/launcher")
 OPEN_SECTIONS = ("hydra", "sweep")  # keys that may be added with +: Hydra's own settings, vectorised sweep axes
@@ -26,9 +29,32 @@ LAUNCHER_PLUGINS = {"joblib": ("hydra_joblib_launcher",), "submitit_local": ("hy
                     "rq": ("hydra_rq_launcher",)}
 
 
-def group_choices(group: str) -> list[str]:
-    """Config names of ``group``: our yaml files, plus Hydra's installed launcher plugins for hydra/launcher."""
-    names = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+def search_dirs(overrides: Iterable[str] = ()) -> list[Path]:
+    """The config folders a run composes from: the package's ``conf/``, then every ``file://`` folder of a
+    ``hydra.searchpath=[...]`` override (a plug-in's own configs; relative to the working directory)."""
+    dirs = [Path(CONF_DIR)]
+    for ov in overrides:
+        key, sep, value = ov.lstrip("+~").partition("=")
+        if key != "hydra.searchpath" or not sep:
+            continue
+        for item in value.strip("[]").split(","):
+            item = item.strip().strip("'\"")
+            if item.startswith("file://"):
+                dirs.append(Path(item[len("file://"):]).expanduser())
+    return dirs
+
+
+def run_overrides(overrides: Iterable[str]) -> list[str]:
+    """The overrides that decide a run's config: Hydra's own settings are left out, except ``hydra.searchpath``
+    (which decides what config files exist)."""
+    return [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))
+            or o.lstrip("+~").startswith("hydra.searchpath=")]
+
+
+def group_choices(group: str, dirs: Iterable[Path] | None = None) -> list[str]:
+    """Config names of ``group``: the yaml files of the search folders (:func:`search_dirs`), plus Hydra's
+    installed launcher plugins for hydra/launcher."""
+    names = {p.stem for d in (dirs or [Path(CONF_DIR)]) for p in (d / group).glob("*.yaml")}
     if group == "hydra/launcher":
         import importlib.util
 
@@ -54,12 +80,14 @@ def _missing_plugin(value: str) -> str:
 
 def check_group_overrides(overrides: Iterable[str]) -> None:
     """Reject ``model=foo`` style overrides naming an unknown config file, before Hydra sees them."""
+    overrides = list(overrides)
+    dirs = search_dirs(overrides)
     for ov in overrides:
         key, sep, value = ov.lstrip("+~").partition("=")
         key = key.split("@")[0]
         if not sep or key not in GROUPS or value in ("", "null") or "," in value or "(" in value:
             continue  # sweeps (a,b / choice / glob) are checked job by job
-        choices = group_choices(key)
+        choices = group_choices(key, dirs)
         if value in choices:
             continue
         if key == "hydra/launcher" and value in LAUNCHER_PLUGINS:
@@ -139,16 +167,17 @@ def _known(groups: tuple[str, ...]) -> tuple[frozenset, dict]:
     return _KNOWN[groups]
 
 
-def _defined_by(key: str) -> list[str]:
+def _defined_by(key: str, dirs: Iterable[Path] | None = None) -> list[str]:
     """``group=choice`` of every group file that defines ``key`` (``model.components`` -> model=gmm)."""
     group, _, rest = key.partition(".")
     if group not in ("source", "model", "curation", "logger") or not rest:
         return []
-    return [f"{group}={p.stem}" for p in sorted((CONF_DIR / group).glob("*.yaml"))
+    files = sorted(p for d in (dirs or [Path(CONF_DIR)]) for p in (d / group).glob("*.yaml"))
+    return [f"{group}={p.stem}" for p in files
             if rest in dotted_keys(OmegaConf.to_container(OmegaConf.load(p), resolve=False))]
 
 
-def check_keys(parsed: list, known: frozenset, names: dict) -> None:
+def check_keys(parsed: list, known: frozenset, names: dict, dirs: Iterable[Path] | None = None) -> None:
     """Refuse an override of a key the composed config lacks (outside :data:`OPEN_SECTIONS`), naming the group
     choices that define it or else the closest real key or group (difflib)."""
     for ov in parsed:
@@ -158,7 +187,7 @@ def check_keys(parsed: list, known: frozenset, names: dict) -> None:
         allowed = "unknown key"
         if ov.type.name in ("ADD", "FORCE_ADD"):
             allowed += " (+ adds keys only under hydra.* and sweep.*)"
-        others = _defined_by(key)
+        others = _defined_by(key, dirs)
         if others:
             group = key.split(".")[0]
             allowed += f" for {group}={names.get(group)}; it is a key of " + ", ".join(others)
@@ -191,17 +220,15 @@ def _strict_compose(overrides: list[str], loader: Any, with_hydra: bool = False)
     """Hydra's compose after refusing unknown keys and groups (inside :func:`_hydra`)."""
     parsed = parse_overrides(overrides, loader)
     _check_hydra_groups(parsed, loader)
-    groups = tuple(ov.input_line for ov in parsed if ov.key_or_group in GROUPS and not ov.is_hydra_override()
-                   and not ov.is_sweep_override())
-    check_keys(parsed, *_known(groups))
+    groups = tuple(ov.input_line for ov in parsed if (ov.key_or_group in GROUPS and not ov.is_hydra_override()
+                   and not ov.is_sweep_override()) or ov.key_or_group == "hydra.searchpath")
+    check_keys(parsed, *_known(groups), search_dirs(overrides))
     return _hydra_compose(overrides, with_hydra)
 
 
 def compose(overrides: Iterable[str] = ()) -> DictConfig:
     """Compose ``conf/config.yaml`` with CLI-syntax overrides (no Hydra app needed). An unknown key or group
     choice raises :class:`ConfigError` naming the closest real one."""
-    from collapse.sweep import rewrite_overrides
-
     overrides = rewrite_overrides(overrides)
     check_group_overrides(overrides)
     with _hydra() as loader:
@@ -217,8 +244,6 @@ def multirun_jobs(overrides: Iterable[str], multirun: bool) -> list[list[str]] |
     ``hydra.sweeper.params`` are expanded with Hydra's parser, in the basic sweeper's order; a launcher that
     cannot start here raises :class:`ConfigError`."""
     from hydra.types import RunMode
-
-    from collapse.sweep import rewrite_overrides
 
     overrides = rewrite_overrides(overrides)
     check_group_overrides(overrides)
@@ -240,7 +265,7 @@ def _expand(parsed: list) -> list[list[str]]:
     values: dict[str, list[str]] = {}
     for ov in parsed:
         key = ov.get_key_element()
-        if ov.is_hydra_override():
+        if ov.is_hydra_override() and key != "hydra.searchpath":  # the search path decides which configs exist
             continue
         if not ov.is_sweep_override():
             values[key] = [ov.input_line]
@@ -275,9 +300,8 @@ def _first_line(exc: Exception) -> str:
 def validate(cfg: DictConfig) -> DictConfig:
     """Check every key the run uses: the loop's own keys here, each component's keys by its spec (the source's,
     the family's, the curation rule's). Fills ``source.design_size`` for the linear source. Returns cfg."""
-    from collapse.curation import check_curation
-    from collapse.engine import n_real_points
 
+    components.load_plugins(cfg)
     checks.integer(cfg, "generations")
     checks.integer(cfg, "replicates")
     checks.integer(cfg, "seed", lo=None)

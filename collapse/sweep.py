@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from collapse import config as C
+from collapse.errors import ConfigError
 
 SWEEPABLE = {
     "seed": "the replicates' random keys",
@@ -48,13 +48,13 @@ def axes(cfg: DictConfig) -> dict[str, list]:
     for key, values in _leaves(OmegaConf.to_container(node, resolve=True)).items():
         name = f"sweep.{key}"
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" or key.startswith("sweep"):
-            raise C.ConfigError(name, values, f"unknown key {key!r}; a vectorised sweep can vary {allowed}")
+            raise ConfigError(name, values, f"unknown key {key!r}; a vectorised sweep can vary {allowed}")
         if key not in SWEEPABLE:
-            raise C.ConfigError(name, values, f"{key} changes array shapes or the compiled program, so it cannot be "
+            raise ConfigError(name, values, f"{key} changes array shapes or the compiled program, so it cannot be "
                                 f"vectorised (sweepable: {allowed}); run one job per value with Hydra multirun: "
                                 f"collapse -m {key}=v1,v2,...")
         if not isinstance(values, list) or not values or any(isinstance(v, (list, dict)) for v in values):
-            raise C.ConfigError(name, values, f"must be a non-empty list of values, e.g. {name}=[0,0.1,0.5]")
+            raise ConfigError(name, values, f"must be a non-empty list of values, e.g. {name}=[0,0.1,0.5]")
         out[key] = values
     return out
 
@@ -83,12 +83,12 @@ def check_source(sweep_axes: dict[str, list], source, family) -> None:
     name = f"source={source.name}"
     finite = source.real_batch is not None
     if "seed" in sweep_axes and (finite or source.data):
-        raise C.ConfigError("sweep.seed", sweep_axes["seed"],
+        raise ConfigError("sweep.seed", sweep_axes["seed"],
                             f"{name} draws its shared data (split, chain or classifier) from the seed, one copy for "
                             f"all rows; run one job per seed with collapse -m seed=...")
     if "loop.real_fraction" in sweep_axes and (finite or source.kind == "supervised"):
         why = "reads real data from a finite pool in order" if finite else "places rows at fixed design positions"
-        raise C.ConfigError("sweep.loop.real_fraction", sweep_axes["loop.real_fraction"],
+        raise ConfigError("sweep.loop.real_fraction", sweep_axes["loop.real_fraction"],
                             f"{name} {why}, so the real share changes which rows are read; run one job per value "
                             f"with collapse -m loop.real_fraction=...")
 
@@ -102,7 +102,7 @@ def dynamic_values(cfgs: list[DictConfig], specs: list, sweep_axes: dict[str, li
         other = dataclasses.replace(spec, n_real=0, scale=1.0, curation=None)
         if other != base:
             diff = [f.name for f in dataclasses.fields(base) if getattr(base, f.name) != getattr(other, f.name)]
-            raise C.ConfigError("sweep", dict(sweep_axes), f"the points need different programs ({', '.join(diff)} "
+            raise ConfigError("sweep", dict(sweep_axes), f"the points need different programs ({', '.join(diff)} "
                                 "differ, e.g. engine.path=auto picks another path); use collapse -m instead")
     out: dict[str, list] = {}
     if "seed" in sweep_axes:
