@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from collapse import config as C, precision_guard, sweep
+from collapse import components, config as C, precision_guard, sweep
 from collapse import provenance
 from collapse.curation import build_curation
 from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
@@ -52,7 +52,7 @@ def resolve_path(cfg, source, family) -> str:
     """``engine.path``: ``auto`` takes the exact statistic path whenever it applies, else ``samples``."""
     samples, n_real = batch_units(cfg, source)
     blockers = stats_path_blockers(source, family, cfg.loop.synthetic, n_real, samples)
-    if cfg.curation.name != "none":
+    if components.find("curation", cfg.curation).curates:
         blockers.append(f"curation={cfg.curation.name} scores the candidate points")
     if cfg.engine.path == "stats" and blockers:
         raise C.ConfigError("engine.path", "stats", "not available here (" + "; ".join(blockers) + "); use auto or samples")
@@ -107,7 +107,7 @@ def prepare_sweep(cfg):
             if swept is None:
                 raise
             raise C.ConfigError(f"sweep.{swept}", axes[swept], f"value {exc.value!r}: {exc.allowed}") from None
-    if "loop.real_fraction" in axes and cfg.curation.name != "none":
+    if "loop.real_fraction" in axes and components.find("curation", cfg.curation).curates:
         raise C.ConfigError("sweep.loop.real_fraction", axes["loop.real_fraction"], f"cannot be vectorised with "
                             f"curation={cfg.curation.name} (the candidate count follows the synthetic count); run one "
                             "job per value: collapse -m loop.real_fraction=v1,v2,...")

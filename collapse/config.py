@@ -30,8 +30,9 @@ LAUNCHER_PLUGINS = {"joblib": ("hydra_joblib_launcher",), "submitit_local": ("hy
 
 
 def search_dirs(overrides: Iterable[str] = ()) -> list[Path]:
-    """The config folders a run composes from: the package's ``conf/``, then every ``file://`` folder of a
-    ``hydra.searchpath=[...]`` override (a plug-in's own configs; relative to the working directory)."""
+    """The config folders a run composes from: the package's ``conf/``, then every folder of a
+    ``hydra.searchpath=[...]`` override (a plug-in's own configs): ``file://`` paths (relative to the working
+    directory) and ``pkg://`` packages."""
     dirs = [Path(CONF_DIR)]
     for ov in overrides:
         key, sep, value = ov.lstrip("+~").partition("=")
@@ -41,7 +42,20 @@ def search_dirs(overrides: Iterable[str] = ()) -> list[Path]:
             item = item.strip().strip("'\"")
             if item.startswith("file://"):
                 dirs.append(Path(item[len("file://"):]).expanduser())
+            elif item.startswith("pkg://"):
+                dirs.extend(_package_dir(item[len("pkg://"):]))
     return dirs
+
+
+def _package_dir(name: str) -> list[Path]:
+    """The folder(s) of the importable package ``a.b`` (a ``pkg://a.b`` search path entry; a/b/ also works)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name.strip("/").replace("/", "."))
+    except ModuleNotFoundError:
+        return []
+    return [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
 
 
 def run_overrides(overrides: Iterable[str]) -> list[str]:

@@ -432,7 +432,7 @@ def rank_frequency(run, generations=None, size="single"):
 def _text_counts(p: Path) -> dict[int, np.ndarray]:
     from omegaconf import OmegaConf
     src = OmegaConf.load(p / "config.yaml").source
-    level = "word" if src.name == "markov" else src.get("level", "char")  # markov tokens read "t12 t7 ..."
+    level = src.get("level", "word")  # a source without a level (markov: tokens read "t12 t7 ...") is word-level
     texts: dict[int, Counter] = {}
     for line in (p / "samples.jsonl").read_text(encoding="utf-8").splitlines():
         x = json.loads(line)
