@@ -18,7 +18,7 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 Params = Any
 Batch = Any
@@ -27,21 +27,77 @@ Array = Any
 Key = Any
 
 
+class InitFn(Protocol):
+    def __call__(self, truth: dict) -> Params: ...
+
+
+class FitFn(Protocol):
+    """Fit on the rows of ``batch`` where ``mask`` holds; ``prev`` is None at generation 0."""
+
+    def __call__(self, key: Key, batch: Batch, mask: Array, prev: Optional[Params]) -> Params: ...
+
+
+class SampleFn(Protocol):
+    """n rows from the model at sampling scale ``scale`` (covariates: inputs to label, or text prompts)."""
+
+    def __call__(self, key: Key, params: Params, n: int, scale: Any, covariates: Optional[Array]) -> Batch: ...
+
+
+class LogProbFn(Protocol):
+    """(n,) log-density / log-pmf / log p(y | x) in nats at scale 1 ((n, L) per position for text)."""
+
+    def __call__(self, params: Params, batch: Batch) -> Array: ...
+
+
+class ComponentsFn(Protocol):
+    """The model as a Gaussian mixture at scale 1: weights (K,), means (K, d), covariances (K, d, d)."""
+
+    def __call__(self, params: Params) -> tuple[Array, Array, Array]: ...
+
+
+class StatsFn(Protocol):
+    def __call__(self, batch: Batch, mask: Array) -> Stats: ...
+
+
+class MergeStatsFn(Protocol):
+    def __call__(self, a: Stats, b: Stats) -> Stats: ...
+
+
+class FitStatsFn(Protocol):
+    def __call__(self, key: Key, stats: Stats, prev: Optional[Params]) -> Params: ...
+
+
+class SampleStatsFn(Protocol):
+    """Statistics of n exact model draws, drawn directly; ``covariate_stats`` = X^T X (supervised) or None."""
+
+    def __call__(self, key: Key, params: Params, n: Any, scale: Any, covariate_stats: Optional[Array]) -> Stats: ...
+
+
+class ParamsFn(Protocol):
+    """A quantity read off the params: probs (K,), coef (d,), transitions (V^m, V)."""
+
+    def __call__(self, params: Params) -> Array: ...
+
+
 @dataclass(frozen=True)
 class Family:
     """A model family as a record of pure functions.
 
     Required
       name:      config name (``model=<name>``).
-      kinds:     source kinds it can fit: subset of {"continuous", "discrete", "supervised"}.
+      kinds:     the source kinds (batch layouts above) its functions handle: continuous, discrete, supervised,
+                 text, image. Which sources a config may pair it with is its spec's ``fits``
+                 (:class:`collapse.components.FamilySpec`).
       init:      (truth) -> params, a placeholder with the final shapes (for tools that need the structure).
       fit:       (key, batch, mask, prev) -> params.
       sample:    (key, params, n, scale, covariates) -> batch of n rows. ``covariates`` is None except for
                  supervised sources, where it is the ``(n, d)`` input matrix to label.
       log_prob:  (params, batch) -> (n,) log-density (continuous), log-pmf (discrete) or
-                 log p(y | x) (supervised), in nats, at scale 1.
+                 log p(y | x) (supervised), in nats, at scale 1; None for a family without a likelihood
+                 (diffusion): metrics and curation scores that need it are then left out.
 
-    Optional
+    Optional (each adds a capability, see :attr:`capabilities`; metrics fall back without it: a continuous
+    family without ``components`` gets Monte-Carlo moments and tail mass from its draws)
       components: (params) -> (weights (K,), means (K, d), covs (K, d, d)): the model as an exact mixture
                   of Gaussians at scale 1 (gaussian, gmm, kde). Gives exact moments and tail_mass.
       probs:      (params) -> (K,) category probabilities at scale 1 (discrete families).
@@ -66,21 +122,21 @@ class Family:
 
     name: str
     kinds: tuple[str, ...]
-    init: Callable[..., Params]
-    fit: Callable[..., Params]
-    sample: Callable[..., Batch]
-    log_prob: Callable[..., Array]
-    components: Optional[Callable[..., Any]] = None
-    probs: Optional[Callable[..., Array]] = None
-    coef: Optional[Callable[..., Array]] = None
+    init: InitFn
+    fit: FitFn
+    sample: SampleFn
+    log_prob: Optional[LogProbFn]
+    components: Optional[ComponentsFn] = None
+    probs: Optional[ParamsFn] = None
+    coef: Optional[ParamsFn] = None
     warm_from: str = "previous"
-    stats: Optional[Callable[..., Stats]] = None
-    merge_stats: Optional[Callable[..., Stats]] = None
-    fit_stats: Optional[Callable[..., Params]] = None
-    sample_stats: Optional[Callable[..., Stats]] = None
+    stats: Optional[StatsFn] = None
+    merge_stats: Optional[MergeStatsFn] = None
+    fit_stats: Optional[FitStatsFn] = None
+    sample_stats: Optional[SampleStatsFn] = None
     gaussian: bool = False
     trains: bool = False
-    transitions: Optional[Callable[..., Array]] = None
+    transitions: Optional[ParamsFn] = None
 
     @property
     def capabilities(self) -> frozenset[str]:
