@@ -19,13 +19,35 @@ sees it merged into ``truth``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 Truth = dict
 Batch = Any
 Stats = Any
 Array = Any
 Key = Any
+
+
+class TruthFn(Protocol):
+    def __call__(self, key: Key) -> Truth: ...
+
+
+class RealSampleFn(Protocol):
+    """n exact draws of real data (or their sufficient statistics, for ``sample_stats``)."""
+
+    def __call__(self, key: Key, truth: Truth, n: Any) -> Batch: ...
+
+
+class TrueLogProbFn(Protocol):
+    """(n,) exact log-density / log-pmf / log p(y | x) in nats ((n, L) per position for text)."""
+
+    def __call__(self, truth: Truth, batch: Batch) -> Array: ...
+
+
+class RealBatchFn(Protocol):
+    """The n real units of generation g of a finite source, read in order."""
+
+    def __call__(self, truth: Truth, g: Any, n: int) -> Batch: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +58,8 @@ class Source:
       name, kind ("continuous" | "discrete" | "supervised"), dim (data dimension, or K categories).
       init:     (key) -> truth dict (see module docstring).
       sample:   (key, truth, n) -> batch of n exact draws (real rows).
-      log_prob: (truth, batch) -> (n,) exact log-density / log-pmf / log p(y|x), nats.
+      log_prob: (truth, batch) -> (n,) exact log-density / log-pmf / log p(y|x), nats; None when unknown (a
+                corpus, an image set): metrics and scores that need the truth's density are left out.
 
     Optional
       covariates:      (key, truth, n) -> (n, d) inputs for n synthetic rows (supervised), or (n, P)
@@ -58,15 +81,15 @@ class Source:
     name: str
     kind: str
     dim: int
-    init: Callable[..., Truth]
-    sample: Callable[..., Batch]
-    log_prob: Callable[..., Array]
-    covariates: Optional[Callable[..., Array]] = None
-    sample_stats: Optional[Callable[..., Stats]] = None
-    covariate_stats: Optional[Callable[..., Array]] = None
+    init: TruthFn
+    sample: RealSampleFn
+    log_prob: Optional[TrueLogProbFn]
+    covariates: Optional[RealSampleFn] = None
+    sample_stats: Optional[RealSampleFn] = None
+    covariate_stats: Optional[RealSampleFn] = None
     elliptical: bool = False
     data: Optional[dict] = None
-    real_batch: Optional[Callable[..., Batch]] = None
+    real_batch: Optional[RealBatchFn] = None
     segment: int = 0
     info: Optional[dict] = None
     gaussian: bool = False
