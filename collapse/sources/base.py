@@ -19,7 +19,7 @@ sees it merged into ``truth``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 Truth = dict
 Batch = Any
