@@ -72,15 +72,16 @@ def uses_pool(spec: LoopSpec, family: Family) -> bool:
     """Whether the chain needs the preallocated pool of every batch's points."""
     if spec.path == "stats":
         return False
-    return spec.synthetic == "accumulate_subsample" or (spec.synthetic == "accumulate" and not family.has_stats)
+    no_stats = "stats" not in family.capabilities
+    return spec.synthetic == "accumulate_subsample" or (spec.synthetic == "accumulate" and no_stats)
 
 
 def stats_path_blockers(source: Source, family: Family, synthetic: str, n_real: int, samples: int) -> list[str]:
     """Reasons the exact sufficient-statistic path cannot run this config (empty list: it can)."""
     reasons = []
-    if not (family.has_stats and family.sample_stats is not None):
+    if not {"stats", "stats_sampler"} <= family.capabilities:
         reasons.append(f"model={family.name} has no sufficient-statistic sampler")
-    if source.sample_stats is None:
+    if "stats_sampler" not in source.capabilities:
         reasons.append(f"source={source.name} cannot draw sufficient statistics of real data")
     if synthetic == "accumulate_subsample":
         reasons.append("loop.synthetic=accumulate_subsample needs the points themselves")
@@ -450,12 +451,13 @@ class Chain:
         self.curating = self.cur is not None and self.cur.active
         stats = spec.path == "stats"
         traced = "n_real" in self.dyn
-        if stats and (self.curating or source.real_batch is not None):
+        finite = "finite" in source.capabilities  # a finite data set read in order
+        if stats and (self.curating or finite):
             raise ValueError("the statistic path draws real statistics and scores no candidate points")
         if traced and self.curating:
             raise ValueError("curation draws a static number of candidates: n_real cannot vary between rows")
         self.path = StatsPath(source, family, spec) if stats else PointPath(source, family, spec)
-        reader = FiniteReal(source.real_batch) if source.real_batch is not None else FreshReal(self.path.draw_real)
+        reader = FiniteReal(source.real_batch) if finite else FreshReal(self.path.draw_real)
         self.real = FixedReal(reader) if spec.real == "fixed" else reader
         self.synthetic = Curated(source, family, self.cur, spec.dtype) if self.curating else Drawn(self.path)
         if traced:
