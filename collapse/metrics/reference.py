@@ -9,12 +9,12 @@ and ``reference_sd[m]`` is the standard deviation over the P pairs (ddof = 1; 0 
 replicate's value has around it. The pairs use their own keys (``fold_in(key(seed), REFERENCE_STREAM)``), so
 the run's own random numbers are unchanged. Where the two sets come from:
 
-- continuous sources (classical families and neural families on 2-D toys): R and R' are two fresh sets of
-  ``eval_samples`` exact draws each;
-- finite image sources: R is exactly the run's real set (the first ``eval_samples`` held-out images, fewer
-  when the held-out split is smaller: 180 for digits), and R' is ``eval_samples`` images drawn without
-  replacement from the real images outside the held-out split (generation 0's batch and the fresh pool:
-  disjoint from R), a new draw for every pair; a pool smaller than ``eval_samples`` is used whole;
+- continuous sources (classical families, and neural families (``family.trains``) on 2-D toys): R and R'
+  are two fresh sets of ``eval_samples`` exact draws each;
+- finite sources (images: ``"finite" in source.capabilities``): R is exactly the run's real set (the first
+  ``eval_samples`` held-out images, fewer when the held-out split is smaller: 180 for digits), and R' is
+  ``eval_samples`` images drawn without replacement from the real images outside the held-out split
+  (generation 0's batch and the fresh pool: disjoint from R), a new draw for every pair; a pool smaller than ``eval_samples`` is used whole;
 - text: R' is ``eval_samples`` real segments (held-out segments of a corpus drawn without replacement, or
   fresh draws of a Markov source), scored like generated text (prompt positions excluded). Text metrics
   compare against the real vocabulary, not against a sample set, so R plays no part.
@@ -69,7 +69,7 @@ def _pair_fn(cfg, source, family):
     knn_k, dc_k = int(mcfg.knn_k), int(mcfg.dc_k)
     if source.kind == "text":
         return _text_pair(source, n, int(mcfg.get("repetition_n", 4)))
-    if source.kind == "image" or "image" in family.kinds:
+    if family.trains:  # neural families (vae, diffusion) on images and 2-D toys
         return _neural_pair(source, n, knn_k, dc_k)
     if source.kind == "continuous" and mcfg.sample_based:
         return _continuous_pair(source, n, knn_k, dc_k)
@@ -104,11 +104,12 @@ def _continuous_scores(a, b, knn_k: int, dc_k: int) -> dict:
 
 
 def _neural_pair(source, n: int, knn_k: int, dc_k: int):
-    data = source.data or {}
-    has_clf = "classifier" in data
-    has_modes = (source.info or {}).get("modes", 0) > 0
+    data, caps = source.data or {}, source.capabilities
+    has_clf = "labels" in caps
+    has_modes = "modes" in caps
+    finite = "finite" in caps  # a finite data set (images): the reference draws from its other real units
     classes = int((source.info or {}).get("classes", 0) or 0)
-    if source.kind == "image":
+    if finite:
         shared = {"real": data["heldout"][:n], "pool": np.concatenate([data["train0"], data["fresh"]])}
         m = min(n, len(shared["pool"]))
         how = (f"the run's {len(shared['real'])} held-out images vs {m} other real images (generation 0's batch "
@@ -120,7 +121,7 @@ def _neural_pair(source, n: int, knn_k: int, dc_k: int):
         shared.update(classifier=data["classifier"], real_class_hist=data["real_class_hist"])
 
     def draw(key, shared):
-        if source.kind == "image":
+        if finite:
             pool = shared["pool"]
             return shared["real"], pool[jax.random.choice(key, pool.shape[0], (m,), replace=False)]
         k_truth, k_a, k_b = jax.random.split(key, 3)
