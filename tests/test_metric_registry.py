@@ -95,6 +95,14 @@ def test_two_metrics_for_one_column_and_bad_registrations_are_refused(register):
     with pytest.raises(MetricError, match="already described"):
         metric("var_ratio", label="something else")(lambda ctx: 0.0)
 
+    def again(ctx):
+        return 1.0
+
+    register(again, "again_metric", kinds=("continuous",), label="again")
+    n = len(registry.REGISTRY)
+    register(again, "again_metric", kinds=("discrete",), label="again")  # re-imported module: replaced
+    assert len(registry.REGISTRY) == n and registry.REGISTRY[-1].kinds == ("discrete",)
+
 
 def _source_family(*overrides):
     from collapse import config as C

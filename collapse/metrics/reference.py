@@ -14,7 +14,8 @@ the run's own random numbers are unchanged. Where the two sets come from:
 - finite sources (images: ``"finite" in source.capabilities``): R is exactly the run's real set (the first
   ``eval_samples`` held-out images, fewer when the held-out split is smaller: 180 for digits), and R' is
   ``eval_samples`` images drawn without replacement from the real images outside the held-out split
-  (generation 0's batch and the fresh pool: disjoint from R), a new draw for every pair; a pool smaller than ``eval_samples`` is used whole;
+  (generation 0's batch and the fresh pool: disjoint from R), a new draw for every pair; a pool smaller than
+  ``eval_samples`` is used whole;
 - text: R' is ``eval_samples`` real segments (held-out segments of a corpus drawn without replacement, or
   fresh draws of a Markov source), scored like generated text (prompt positions excluded). Text metrics
   compare against the real vocabulary, not against a sample set, so R plays no part.

@@ -20,26 +20,44 @@ Writing a metric (in collapse, or in your own module imported before the run is 
 
 The function takes one argument, a :class:`MetricContext` ``ctx`` (one per replicate, generation and call,
 inside the compiled program: arrays are traced, shapes and Python values are static) and returns a dict
-``{name: scalar array}`` with exactly the declared names (a one-name metric may return the scalar itself).
-Several names from one function are declared as a tuple, ``@metric(("a", "b"), info={"a": MetricInfo(...),
-"b": MetricInfo(...)})``. No Python branching on traced values; branch on ``ctx.source`` / ``ctx.family``
-capabilities (:meth:`MetricContext.has`) or on ``ctx.estimator``.
+``{name: scalar array}`` with exactly the declared names (a one-name metric may return the scalar itself);
+integer or bool values are cast to the run's float dtype. Several names from one function are declared as a
+tuple, ``@metric(("a", "b"), info={"a": MetricInfo(...), "b": MetricInfo(...)})``. No Python branching on
+traced values; branch on capabilities (:meth:`MetricContext.has`) or on ``ctx.estimator``. A second
+example, with estimators and the thinned cost::
 
-What the context offers (see :class:`MetricContext`): ``key`` (a PRNG key; ``ctx.fold(tag)`` gives an
-independent one), ``params`` (the fitted model), ``truth`` (the replicate's truth dict merged with the
-source's shared data), ``heldout`` (held-out real data), ``gen0`` (generation-0 params, with ``gen0=True``),
-``source``, ``family``, ``cfg`` (the ``metrics`` config node), ``dtype``, ``scale`` (the sampling scale of
-model draws), ``estimator`` (the estimator chosen for this metric), and shared quantities computed once per
-call whichever metrics read them: ``components``, ``moments``, ``log_model``, ``log_true``, ``tail_draws``,
-``real``, ``fake``, ``features``, ``predicted`` (continuous and image runs), ``tokens``, ``valid`` (text).
+    from collapse.metrics.registry import Estimator, metric
+
+    @metric("draw_nll", kinds=("continuous",), without=("family.trains",), cost="sampled",
+            estimators=(Estimator("exact", ("source.density",), "mean -log p_true of the model draws"),),
+            label="NLL of model draws under the truth", unit="nats")
+    def draw_nll(ctx):
+        return -jnp.mean(ctx.source.log_prob(ctx.truth, ctx.fake))
+
+What the context offers (details: :class:`MetricContext`)
+  inputs:  ``key`` (this call's PRNG key, also used by the shared draws below; ``ctx.fold("my_tag")`` gives an
+           independent one), ``params`` (the fitted model), ``truth`` (the replicate's truth dict merged with
+           the source's shared data), ``heldout`` (held-out real data), ``gen0`` (generation-0 params; only
+           with ``gen0=True``), ``source``, ``family`` (the run's records), ``cfg`` (the ``metrics`` config
+           node), ``dtype``, ``scale`` / ``draw_scale`` (the run's / the row's ``sampling.scale``),
+           ``estimator`` (the estimator chosen for this metric, "" if it declares none);
+  shared:  computed once per call by whichever metric reads them first (same arrays for every metric):
+           ``components``, ``moments``, ``moments_exact``, ``log_model``, ``log_true``, ``tail_draws``,
+           ``real``, ``fake``, ``features``, ``predicted`` (continuous and image runs), ``tokens``, ``valid``
+           (text runs).
 
 Applicability (decided when the run is built, from :attr:`Source.capabilities` / :attr:`Family.capabilities`,
 never from a source's or family's name): ``kinds`` (source kinds, None = any), ``needs`` (capabilities all
 required, written ``"source.<cap>"`` / ``"family.<cap>"``), ``without`` (any of these excludes the metric),
 ``estimators`` (the first whose needs hold is used; none holding excludes the metric), and ``cost``:
 ``"every"`` runs at every kept generation from the fitted params, ``"sampled"`` only at the thinned
-generations and replicates of ``metrics.sample_every`` / ``metrics.sample_replicates`` (and not at all with
-``metrics.sample_based=false``). Two metrics that apply to one run and share a column name are an error.
+generations and replicates of ``metrics.sample_every`` / ``metrics.sample_replicates`` (NaN elsewhere; not at
+all with ``metrics.sample_based=false``). Two metrics that apply to one run and share a column name are an
+error. Note that ``kinds=("continuous",)`` also matches neural families (vae, diffusion) on 2-D toy sources:
+add ``without=("family.trains",)`` for classical families only. In neural runs every metric is NaN from the
+generation the params stop being finite. Columns follow registration order ("every" ones first, then
+"sampled"); a plug-in's columns come after collapse's own. :func:`unregister` removes a registration
+(tests, notebooks); registering a function of the same module and qualified name again replaces it.
 """
 from __future__ import annotations
 
