@@ -18,7 +18,8 @@ from collapse import components, config as C, precision_guard, sweep
 from collapse import provenance
 from collapse.curation import build_curation
 from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
-from collapse.metrics.compute import SAMPLE_BASED, build_metrics
+from collapse.metrics.compute import build_metrics
+from collapse.metrics.registry import sampled_names
 from collapse.metrics.reference import reference_entry
 from collapse.runs import versions, write_run
 from collapse.summaries import describe, theory_check
@@ -152,7 +153,7 @@ def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: flo
         nan = int(np.sum(np.isnan(vals)))
         if bad:
             events.append({"event": "infinite_metric", "metric": c, "replicates": bad, "generation": last})
-        if nan and nan < len(vals) and c not in SAMPLE_BASED:
+        if nan and nan < len(vals) and c not in sampled_names():
             events.append({"event": "diverged", "metric": c, "replicates": nan, "generation": last})
     if "train_loss" in df.columns:  # neural families: a NaN loss marks a diverged replicate from then on
         bad = df[df["train_loss"].isna()]

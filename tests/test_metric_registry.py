@@ -55,7 +55,9 @@ def test_a_registered_function_becomes_a_column_with_its_values(register):
     from collapse.metrics.table import METRICS, axis_label
 
     assert axis_label("fake_spread") == "draw spread (data units²)" and "twice_var_ratio" in METRICS
-    df = collapse.simulate(*_with("metrics.sample_replicates=2", "metrics.sample_every=2")).metrics
+    res = collapse.simulate(*_with("metrics.sample_replicates=2", "metrics.sample_every=2"))
+    df = res.metrics
+    assert not [e for e in res.summary["events"] if e.get("metric") == "fake_spread"]  # NaN by design, not diverged
     cols = list(df.columns)
     assert cols.index("tail_mass") < cols.index("twice_var_ratio") < cols.index("precision")  # registration order
     assert cols[-1] == "fake_spread"  # sampled columns after the per-generation ones
@@ -196,10 +198,12 @@ def test_readme_metric_tables_match_the_registry():
         assert f"`{name}`" in text or name.startswith(("distinct_", "ppl_gen0_")), name
 
 
-def test_docs_metric_table_lists_every_registration():
+def test_docs_metric_table_lists_every_registration(register):
     from collapse.metrics.table import markdown
 
     doc = (ROOT / "docs" / "metrics.md").read_text()
     assert doc == markdown(), "docs/metrics.md is stale: python -m collapse.metrics.table > docs/metrics.md"
     for m in registry.REGISTRY:
         assert f"`{m.where.split(':')[-1]}`" in doc
+    register(lambda ctx: 0.0, "plugin_zero", kinds=("continuous",), label="zero", about="always 0")
+    assert markdown() == doc and "`plugin_zero` | zero" in markdown(plugins=True)  # plug-ins stay out of the docs

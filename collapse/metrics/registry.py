@@ -171,6 +171,11 @@ def describe(name: str, label: str, unit: str = "", log: bool = False, guard: st
     return _set_info(name, MetricInfo(label, unit, log, guard, about), owner or f"describe({name!r})")
 
 
+def described_by(name: str) -> str:
+    """``module:qualname`` of the registration that described column ``name`` ("" if none did)."""
+    return _INFO_OWNER.get(name, "")
+
+
 def _set_info(name: str, info: MetricInfo, owner: str) -> MetricInfo:
     if info.guard not in GUARDS:
         raise MetricError(f"metric {name!r}: guard={info.guard!r}, expected one of {GUARDS}")
@@ -275,6 +280,13 @@ def select(source, family, mcfg=None) -> list[tuple[Metric, Estimator]]:
             owner[n] = m.where
         chosen.append((m, m.estimator_for(scaps, fcaps)))
     return chosen
+
+
+def sampled_names() -> frozenset[str]:
+    """Every column registered with ``cost="sampled"`` (NaN outside the thinned generations and replicates by
+    design, never a sign of divergence), plug-ins included."""
+    ensure_builtin()
+    return frozenset(n for m in REGISTRY if m.cost == "sampled" for n in m.names)
 
 
 def names_of(chosen: Iterable[tuple[Metric, Estimator]], cost: Optional[str] = None) -> tuple[str, ...]:

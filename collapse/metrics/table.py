@@ -50,14 +50,20 @@ def headline(kind: str | None, available) -> list[str]:
     return [m for m in order if m in have] + [m for m in ANY_KIND if m in have and m not in order]
 
 
-def markdown() -> str:
-    """``docs/metrics.md``: the column table, then which runs get each registered metric and how."""
+def markdown(plugins: bool = False) -> str:
+    """``docs/metrics.md``: the column table, then which runs get each registered metric and how; collapse's
+    own metrics only unless ``plugins`` (metrics registered from outside the package, e.g. by a plug-in)."""
+    def ours(where: str) -> bool:
+        return plugins or where.startswith("collapse.") or where.startswith("describe(")
+
     lines = ["# Metrics", "", "Generated from the metric registry (`collapse/metrics/builtin.py`, registered with "
              "`collapse.metrics.registry.metric`) by `python -m collapse.metrics.table`; figures label their axes "
              "from the same entries. *log*: drawn on a log axis (a multiplicative quantity); *guard*: watched by "
              "the float32 precision guard.", "",
              "| column | name | unit | log | guard | definition |", "|---|---|---|---|---|---|"]
     for name, m in METRICS.items():
+        if not ours(_R.described_by(name)):
+            continue
         lines.append(f"| `{name}` | {_cell(m.label)} | {m.unit or '-'} | {'yes' if m.log else ''} | "
                      f"{m.guard} | {_cell(m.about)} |")
     lines += ["", "## Which runs get which metric", "",
@@ -68,7 +74,7 @@ def markdown() -> str:
               "capabilities the run has is used. Columns made outside the registry (curation's `accept_rate`, "
               "`reward_mean`) are not listed.", "",
               "| columns | function | runs | needs | not with | cost | estimators |", "|---|---|---|---|---|---|---|"]
-    for m in _R.REGISTRY:
+    for m in (m for m in _R.REGISTRY if ours(m.where)):
         ests = "; ".join(f"`{e.name}`" + (f" ({', '.join(e.needs)})" if e.needs else "") + f": {e.about}"
                          for e in m.estimators)
         doc = (m.fn.__doc__ or "").strip().split("\n\n")[0]
