@@ -493,7 +493,7 @@ class Chain:
             out = {**out, **_maybe(sampled, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args[:3]))}
         if self.cur is not None and self.cur.reward is not None:  # mean reward of the model's own draws
             cur = self.cur
-            when = sampled if self.family.trains else keep  # a trained family's draws are costly
+            when = keep if self.cur.reward_every_kept else sampled  # text / image draws are costly
             out["reward_mean"] = _maybe(when, lambda: jnp.mean(cur.reward(draw_points(
                 self.source, self.family, jax.random.fold_in(key, 3), truth, params, cur.reward_draws,
                 truth["sampling_scale"]), truth)))

@@ -44,6 +44,7 @@ class Curation:
     reward_draws: int
     needs_real: bool
     take: Optional[Callable] = None  # (cand, index) -> kept rows, when faster than a gather (pairwise)
+    reward_every_kept: bool = True  # reward_mean at every kept generation (points), else at sampled ones
 
     @property
     def active(self) -> bool:
@@ -173,7 +174,15 @@ def build_curation(cfg, source, family, dtype) -> Optional[Curation]:
     if not rule.curates:
         if reward is None:
             return None
-        return Curation(rule.name, lambda n: n, None, None, reward, int(c.reward_draws), False)
+        return Curation(rule.name, lambda n: n, None, None, reward, int(c.reward_draws), False,
+                        reward_every_kept=_cheap_draws(source))
     candidates, select, take = rule.build(c)
     score = _score_fn(c, source, family, dtype)
-    return Curation(rule.name, candidates, select, score, reward, int(c.reward_draws), c.score == "detector", take)
+    return Curation(rule.name, candidates, select, score, reward, int(c.reward_draws), c.score == "detector", take,
+                    _cheap_draws(source))
+
+
+def _cheap_draws(source) -> bool:
+    """Whether reward_mean's model draws are cheap enough for every kept generation: points (continuous, discrete,
+    supervised data), not text segments or images, whose draws are measured on sampled generations only."""
+    return source.kind not in ("text", "image")

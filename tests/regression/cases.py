@@ -38,6 +38,10 @@ CASES: dict[str, tuple[str, ...]] = {
                                      "curation.score=detector", "curation.detector.steps=10"),
     "curation_pairwise_zipf": ("generations=4", "loop.samples=40", "source=zipf", "model=categorical",
                                "curation=pairwise", "curation.score=model_loglik"),
+    "curation_reward_markov_ngram": ("generations=4", "source=markov", "model=ngram", "loop.samples=2048",
+                                     "curation=best_of", "curation.score=reward", "curation.k=2"),
+    "curation_reward_ring_vae": ("generations=3", "source=ring", "model=vae", "loop.samples=128", "model.steps=10",
+                                 "model.batch=32", "curation=best_of", "curation.score=reward", "curation.k=2"),
     "sweep_vectorised": ("generations=5", "loop.samples=20", "sweep.loop.real_fraction=[0,0.5]",
                          "sweep.sampling.scale=[1.0,0.8]"),
 }
