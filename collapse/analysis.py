@@ -93,20 +93,21 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
 def _is_override(column: str) -> bool:
     """A config key column of a sweep: dotted (``loop.real_fraction``, ``config.precision``) or a top-level key;
     a top-level key with a metric's name is written ``config.<key>`` (the column rule in README, "Sweeps, launchers,
-    logging, resume, devices"), so such a name is a metric."""
-    top_keys, metric_names = _column_names()
-    return column not in metric_names and ("." in column or column in top_keys)
+    logging, resume, devices"), so such a name is a metric (every registered metric, plug-ins included)."""
+    from collapse.metrics.registry import INFO, ensure_builtin
+
+    ensure_builtin()
+    return column not in INFO and ("." in column or column in _top_keys())
 
 
 @functools.lru_cache(maxsize=1)
-def _column_names() -> tuple[frozenset, frozenset]:
-    """(top-level config keys incl. the config groups, every metric name), read once."""
+def _top_keys() -> frozenset:
+    """Top-level config keys incl. the config groups, read once."""
     from collapse import config as C
-    from collapse.metrics import compute as M
 
     top = set(yaml.safe_load((C.CONF_DIR / "config.yaml").read_text())) - {"hydra", "defaults"}
     top |= {g.split("/")[0] for g in C.GROUPS if not g.startswith("hydra")}
-    return frozenset(top), frozenset({*M.CONTINUOUS, *M.SAMPLE_BASED, *M.DISCRETE, *M.SUPERVISED, *M.TEXT, *M.NEURAL})
+    return frozenset(top)
 
 
 def group_columns(df: pd.DataFrame) -> list[str]:
