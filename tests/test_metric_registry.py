@@ -207,3 +207,15 @@ def test_docs_metric_table_lists_every_registration(register):
         assert f"`{m.where.split(':')[-1]}`" in doc
     register(lambda ctx: 0.0, "plugin_zero", kinds=("continuous",), label="zero", about="always 0")
     assert markdown() == doc and "`plugin_zero` | zero" in markdown(plugins=True)  # plug-ins stay out of the docs
+
+
+def test_headline_lists_name_registered_metrics_of_their_kind():
+    """The CLI's and reports' headline order (metrics.table.HEADLINE) cannot name a metric the registry does not
+    compute for that source kind."""
+    from collapse.metrics import registry, table
+
+    registry.ensure_builtin()
+    for kind, names in table.HEADLINE.items():
+        for name in names:
+            owners = [m for m in registry.REGISTRY if name in m.names and (m.kinds is None or kind in m.kinds)]
+            assert owners, f"HEADLINE[{kind!r}] names {name!r}, which no registered metric computes for {kind} runs"
