@@ -944,3 +944,16 @@ def assert_family_contract(family: Family, source: Source, **kwargs) -> Contract
         raise AssertionError(f"model={report.family} breaks the family contract on source={report.source}:\n  "
                              + "\n  ".join(report.failures) + "\n" + str(report))
     return report
+
+
+def check_config(*overrides: str, **kwargs) -> ContractReport:
+    """:func:`check_family` of the family and source a run with these overrides builds (CLI syntax, e.g.
+    ``check_config("model=laplace", "hydra.searchpath=[file://./conf]")``), at the run's batch size."""
+    from collapse import config as C
+    from collapse.api import batch_units, precision_context
+
+    cfg = C.validate(C.compose(list(overrides)))
+    with precision_context(cfg):
+        source = C.build_source(cfg)
+        family = C.build_family(cfg, source)
+        return check_family(family, source, n=batch_units(cfg, source)[0], **kwargs)

@@ -100,3 +100,11 @@ def test_every_component_of_the_package_declares_itself():
     for group in ("source", "model", "curation"):
         yamls = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
         assert components.known(group) == yamls, group
+
+
+def test_the_laplace_family_passes_the_contract_checker(plugin_dir):
+    from collapse.testing import check_config
+
+    report = check_config("model=laplace", "hydra.searchpath=[file://./conf]", "loop.samples=64")
+    assert report.ok, report.failures
+    assert {"mask_garbage", "mask_padding", "scan", "key_dependence", "gibbs_real", "gibbs_own"} <= set(report.passed)
