@@ -94,7 +94,7 @@ def find(group: str, node: Any) -> Any:
     module_name = _node_get(node, "module") or f"{package}.{name}"
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{group}.name", name, "must be the name of a " + group)
-    module = _import(module_name, group)
+    module = _import(module_name)
     if module is None:
         raise ConfigError(group, name, f"no module {module_name} (give a plug-in's yaml `module: <importable "
                           f"module>`); known: " + ", ".join(known(group)))
@@ -107,7 +107,7 @@ def find(group: str, node: Any) -> Any:
     return spec
 
 
-def _import(module_name: str, group: str):
+def _import(module_name: str):
     """The module, or None when it does not exist (errors inside an existing module propagate)."""
     cwd = os.getcwd()
     if cwd not in sys.path:
@@ -127,7 +127,7 @@ def load_plugins(cfg: Any) -> None:
     if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
         raise ConfigError("plugins", names, "must be a list of module names, e.g. plugins=[my_metrics]")
     for name in names:
-        if _import(name, "plugins") is None:
+        if _import(name) is None:
             raise ConfigError("plugins", list(names), f"no module {name} on sys.path or in the working directory")
 
 
