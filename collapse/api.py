@@ -21,6 +21,7 @@ from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_bloc
 from collapse.metrics.compute import build_metrics
 from collapse.metrics.registry import sampled_names
 from collapse.metrics.reference import reference_entry
+from collapse.run_settings import dtype_of, text_units
 from collapse.runs import versions, write_run
 from collapse.summaries import describe, theory_check
 
@@ -45,7 +46,7 @@ def precision_context(cfg) -> contextlib.AbstractContextManager:
 def batch_units(cfg, source) -> tuple[int, int]:
     """(units per batch, real units per batch): points, or segments of ``source.segment`` tokens for text."""
     if source.kind == "text":
-        return C.text_units(cfg)
+        return text_units(cfg)
     return cfg.loop.samples, n_real_points(cfg.loop.real_fraction, cfg.loop.samples)
 
 
@@ -127,8 +128,8 @@ def loop_spec(cfg, source, family) -> LoopSpec:
         generations=cfg.generations, samples=samples, n_real=n_real, synthetic=cfg.loop.synthetic,
         real=cfg.loop.real, scale=float(cfg.sampling.scale), path=path, every=cfg.metrics.every,
         sample_every=cfg.metrics.sample_every,
-        heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=C.dtype_of(cfg),
-        curation=build_curation(cfg, source, family, C.dtype_of(cfg)))
+        heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=dtype_of(cfg),
+        curation=build_curation(cfg, source, family, dtype_of(cfg)))
     check_pool(cfg, spec, family, source)
     return spec
 

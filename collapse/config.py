@@ -17,7 +17,6 @@ from collapse.curation import check_curation
 from collapse.engine import n_real_points
 from collapse.errors import ConfigError
 from collapse.paths import CONF_DIR
-from collapse.run_settings import dtype_of, prompt_length, text_units  # noqa: F401 (used by callers as C.*)
 from collapse.sweep import rewrite_overrides
 
 GROUPS = ("source", "model", "curation", "experiment", "logger", "hydra/launcher")

@@ -5,6 +5,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from collapse.engine import n_real_points
+
 
 def dtype_of(cfg: Any) -> Any:
     """jnp.float64 for ``precision=float64``, else jnp.float32."""
@@ -14,8 +16,6 @@ def dtype_of(cfg: Any) -> Any:
 def text_units(cfg: Any) -> tuple[int, int]:
     """(segments per batch, real segments per batch) of a text source: floor(loop.samples / segment), and
     n_real = floor(real_fraction * segments + 0.5)."""
-    from collapse.engine import n_real_points
-
     units = cfg.loop.samples // cfg.source.segment
     return units, n_real_points(cfg.loop.real_fraction, units)
 

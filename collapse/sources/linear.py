@@ -1,7 +1,7 @@
 """``source=linear``: y = x^T w + noise with isotropic Gaussian inputs, on a fixed or a fresh design."""
 from __future__ import annotations
 
-from collapse import checks
+from collapse import checks, components
 from collapse.components import SourceSpec
 from collapse.errors import ConfigError
 from collapse.run_settings import dtype_of
@@ -22,10 +22,9 @@ def check(cfg) -> None:
         raise ConfigError("source.design_size", t, f"must be >= source.dim + 2 = {d + 2}")
     checks.number(cfg, "source.noise_var", 0.0, lo_open=True, allowed="must be a number > 0")
     design = checks.choice(cfg, "source.design", ("fixed", "fresh"))
-    curation = checks.get(cfg, "curation.name")
-    if design == "fixed" and curation not in (None, "none"):
+    if design == "fixed" and components.find("curation", cfg.curation).curates:
         raise ConfigError("source.design", "fixed", f"places every synthetic row at a fixed design point, so "
-                          f"curation={curation} has no extra candidates to choose from; use source.design=fresh")
+                          f"curation={cfg.curation.name} has no extra candidates to choose from; use source.design=fresh")
 
 
 def build(cfg):
