@@ -442,10 +442,11 @@ class Chain:
     """
 
     def __init__(self, source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, with_samples: bool,
-                 dynamic: frozenset = frozenset()):
+                 dynamic: frozenset = frozenset(), with_draws: bool = True):
         self.source, self.family, self.spec, self.metrics = source, family, spec, metrics
         self.dyn = frozenset(dynamic)
         self.with_samples = with_samples and bool(metrics.sample_names)
+        self.with_draws = with_draws and metrics.draw_fn is not None  # the _samples / _probs artifacts
         self.keep_gen0 = family.warm_from == "gen0" or metrics.needs_gen0
         self.cur = spec.curation
         self.curating = self.cur is not None and self.cur.active
@@ -497,7 +498,7 @@ class Chain:
             out["reward_mean"] = _maybe(when, lambda: jnp.mean(cur.reward(draw_points(
                 self.source, self.family, jax.random.fold_in(key, 3), truth, params, cur.reward_draws,
                 truth["sampling_scale"]), truth)))
-        if m.draw_fn is not None:  # model draws for samples.npz / wandb histograms (first replicates kept)
+        if self.with_draws:  # model draws for samples.npz / wandb histograms (first replicates kept)
             when = keep if m.draw_every_kept else sampled
             out["_samples"] = _maybe(when, lambda: m.draw_fn(jax.random.fold_in(key, 2), params, truth))
             if m.probs_fn is not None:  # exact category probabilities at the same generations
@@ -612,6 +613,27 @@ def _progress(label: str, done: int, prev: int, total: int, started: float) -> N
         print(line, file=sys.stderr, flush=True)
 
 
+DRAWS_SPLIT_MIN = 64  # runs with at least this many replicates draw the kept model draws in a group of their own
+
+
+def replicate_groups(replicates: int, sample_replicates: int, draws: bool) -> list[tuple[np.ndarray, bool, bool]]:
+    """The replicate groups of a run, one compiled program each: (replicate ids, with sample metrics, with the
+    kept model draws). Sample metrics go to replicates < ``sample_replicates``; the model draws of
+    ``samples.npz`` (``metrics.draws``; only :data:`ARTIFACT_REPLICATES` replicates are kept) are drawn by the
+    first group only. Without sample metrics, a run of at least :data:`DRAWS_SPLIT_MIN` replicates puts its
+    first :data:`ARTIFACT_REPLICATES` in a group of their own (drawing 1000 points for every replicate and
+    keeping two costs more than a second program); smaller runs draw in their one group."""
+    n_s = min(max(sample_replicates, 0), replicates)
+    if n_s == 0 and draws and replicates >= DRAWS_SPLIT_MIN:
+        n_s = ARTIFACT_REPLICATES
+    if n_s == 0:
+        return [(np.arange(replicates), False, draws)]
+    groups = [(np.arange(n_s), sample_replicates > 0, draws)]
+    if replicates > n_s:
+        groups.append((np.arange(n_s, replicates), False, False))
+    return groups
+
+
 def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, seed: int, replicates: int,
                sample_replicates: int, chunks: int = 20, quiet: bool = True, checkpointer=None,
                points: dict[str, np.ndarray] | None = None) -> EngineResult:
@@ -625,12 +647,8 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     n_points = len(next(iter(points.values()))) if points else 1
     dynamic = frozenset({"n_real"} & set(points))
     seeds = points.get("seed", np.full(n_points, seed))
-    groups = []
-    n_s = min(max(sample_replicates, 0), replicates) if metrics.sample_names else 0
-    if n_s > 0:
-        groups.append((np.arange(n_s), True))
-    if replicates - n_s > 0:
-        groups.append((np.arange(n_s, replicates), False))
+    groups = replicate_groups(replicates, sample_replicates if metrics.sample_names else 0,
+                              metrics.draw_fn is not None)
 
     g_total = spec.generations
     steps = g_total - 1
@@ -642,8 +660,8 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     all_cols: list[dict] = []
     artifacts: dict = {}
     data = tree_map(jnp.asarray, dict(source.data or {}))
-    for gi, (ids, with_samples) in enumerate(groups):
-        chain = Chain(source, family, spec, metrics, with_samples, dynamic)
+    for gi, (ids, with_samples, with_draws) in enumerate(groups):
+        chain = Chain(source, family, spec, metrics, with_samples, dynamic, with_draws)
         row_point = np.repeat(np.arange(n_points), len(ids))
         rows_in = {"replicate": np.tile(ids, n_points).astype(np.uint32),
                    "seed": (seeds[row_point] % 2**32).astype(np.uint32)}  # seeds are taken modulo 2^32
@@ -671,7 +689,10 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         t0 = time.perf_counter()
         label = ""
         if len(groups) > 1:
-            label = f"replicates {ids[0]}-{ids[-1]} ({'with' if with_samples else 'without'} sample metrics): "
+            what = ("with" if with_samples else "without") + " sample metrics"
+            if with_draws and not with_samples:
+                what = "model draws kept"
+            label = f"replicates {ids[0]}-{ids[-1]} ({what}): "
         if n_points > 1:
             label = f"{n_points} sweep points, " + (label or "")
         resumed = checkpointer.load(gi, state_shape) if checkpointer is not None else None

@@ -240,3 +240,34 @@ def test_float64():
             np.testing.assert_allclose(float(m64[key]), float(m32[key]), rtol=1e-4, atol=1e-5, err_msg=key)
         assert p.dtype == jnp.float64 and r.dtype == jnp.float64
         assert knn_radii(jnp.asarray(real), 2).dtype == jnp.float64
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 64, 255, 256])
+@pytest.mark.parametrize("data", ["normal", "1d", "ties", "constant"])
+def test_selection_is_exact_order_statistics(n, data):
+    """The sort-free k-NN radii and median equal NumPy's sorted order statistics bit for bit, including
+    ties (rounded points), all-equal points, odd/even pair counts (n (n-1)/2 is odd for n = 2, 3, 255) and
+    1-D points, whose expanded distance matrix is not exactly symmetric (the median reads the upper triangle)."""
+    x = _normal(n, n, 1 if data == "1d" else 2)
+    if data == "ties":
+        x = np.round(x)
+    elif data == "constant":
+        x = np.zeros_like(x)
+    d = jax.jit(lambda a: jnp.sqrt(S._self_sq_dists(a)))(x)
+    dn = np.asarray(d)
+    assert float(jax.jit(S._median_upper)(d)) == float(np.median(dn[np.triu_indices(n, 1)]))
+    off = np.sort(np.where(np.eye(n, dtype=bool), np.inf, dn), axis=1)
+    ks = tuple(k for k in (1, 3, 5) if k <= n - 1)
+    radii = jax.jit(lambda a: S._smallest_offdiag(a, ks))(d)
+    for k in ks:
+        np.testing.assert_array_equal(np.asarray(radii[k]), off[:, k - 1])
+
+
+def test_selection_nan_rows():
+    """A row holding a NaN distance gets a NaN radius; a NaN anywhere makes the median NaN."""
+    d = np.abs(_normal(3, 6, 6))
+    d = (d + d.T) / 2
+    d[2, 4] = d[4, 2] = np.nan
+    r = np.asarray(S._knn_from_self_dists(jnp.asarray(d), 2))
+    assert np.isnan(r[[2, 4]]).all() and np.isfinite(np.delete(r, [2, 4])).all()
+    assert np.isnan(float(S._median_upper(jnp.asarray(d))))
