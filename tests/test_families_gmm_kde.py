@@ -410,3 +410,42 @@ def test_kde_init_jit_vmap(kde_data):
     draws = jax.jit(jax.vmap(lambda k, p: fam.sample(k, p, 64, 1.0, None)))(keys, ps)
     lps = jax.vmap(fam.log_prob)(ps, draws)
     assert draws.shape == (2, 64, 3) and bool(jnp.all(jnp.isfinite(lps)))
+
+
+# --------------------------------------------------------------------------------------------- GMM d = 2 fast path
+
+
+def test_linalg_small_matches_general_cholesky():
+    from collapse import linalg, linalg_small as ls
+    rng = np.random.default_rng(30)
+    a = rng.normal(size=(50, 2, 2)).astype(np.float32)
+    spd = np.einsum("kij,klj->kil", a, a) + 0.1 * np.eye(2, dtype=np.float32)
+    low = jax.vmap(linalg.cholesky)(jnp.asarray(spd))
+    l00, l10, l11 = ls.cholesky2(spd[:, 0, 0], spd[:, 1, 0], spd[:, 1, 1])
+    np.testing.assert_allclose(np.stack([l00, l10, l11], 1), np.stack([low[:, 0, 0], low[:, 1, 0], low[:, 1, 1]], 1),
+                               rtol=1e-6)
+    inv = jax.vmap(linalg.inv_lower)(low)
+    i00, i10, i11 = ls.inv_lower2(l00, l10, l11)
+    np.testing.assert_allclose(np.stack([i00, i10, i11], 1), np.stack([inv[:, 0, 0], inv[:, 1, 0], inv[:, 1, 1]], 1),
+                               rtol=1e-5)
+    assert bool(jnp.all(ls.chol_ok2(l00, l10, l11)))
+    assert not bool(ls.chol_ok2(*ls.cholesky2(jnp.float32(1.0), jnp.float32(2.0), jnp.float32(1.0))))  # indefinite
+
+
+def test_gmm_2d_em_step_matches_general_path():
+    # float64 so that the only difference is rounding (~1e-15); includes an empty component and masked rows.
+    from collapse.families import gmm as G
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(31)
+        x, _ = draw_mixture(rng, 500)
+        mask = jnp.asarray(rng.random(500) < 0.9)
+        mu = np.array([[0.5, 0.0], [7.0, 0.5], [1e3, 1e3]])
+        cov = np.array([[[1.2, 0.2], [0.2, 0.8]], [[0.5, -0.1], [-0.1, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
+        p = as_params([0.4, 0.3, 0.3], mu, cov, jnp.float64)
+        for _ in range(3):
+            a = G._em_step_general(jnp.asarray(x), mask, p, 1e-6)
+            b = G.em_step(jnp.asarray(x), mask, p, 1e-6)
+            for name in ("logits", "means", "covs"):
+                np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12, err_msg=name)
+            p = a
+        np.testing.assert_allclose(p["means"][2], mu[2])  # the empty component kept its mean

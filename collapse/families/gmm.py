@@ -16,6 +16,12 @@ previous mean and covariance and gets a weight of ~0 (floored at the dtype's sma
 the logits stay finite); a covariance update whose Cholesky factorisation fails is rejected likewise.
 
 Everything is static-shaped and jit / vmap / scan friendly; the dtype follows the data (float32/64).
+
+d = 2 has a fast path (the same EM, written element-wise; :func:`_em_step_2d`): closed-form 2 x 2 Cholesky
+factors (:mod:`collapse.linalg_small`), responsibilities as (K, n) arrays, and the M-step's moments taken
+about the previous means (mean_k = m_k + sum r d / N_k, cov_k = sum r d d^T / N_k - delta delta^T with
+d = x - m_k, delta = mean_k - m_k), so no (n, K, d) arrays or tiny matmuls and no cancellation for data far
+from the origin. It agrees with the general path to float rounding.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from collapse import linalg
+from collapse import linalg_small as ls
 from collapse import checks
 from collapse.components import FamilySpec, SourceSpec
 from collapse.errors import ConfigError
@@ -37,7 +44,12 @@ from collapse.families.base import Family
 
 
 def _chol(covs):
-    """Batched Cholesky in pure JAX (collapse.linalg: no LAPACK custom call under vmap)."""
+    """Batched Cholesky in pure JAX (collapse.linalg: no LAPACK custom call under vmap; d = 2 in closed
+    form, the same formulas)."""
+    if covs.shape[-1] == 2:
+        l00, l10, l11 = ls.cholesky2(covs[..., 0, 0], covs[..., 1, 0], covs[..., 1, 1])
+        zero = jnp.zeros_like(l00)
+        return jnp.stack([jnp.stack([l00, zero], -1), jnp.stack([l10, l11], -1)], -2)
     if covs.ndim == 2:
         return linalg.cholesky(covs)
     return jax.vmap(linalg.cholesky)(covs)
@@ -119,9 +131,8 @@ def kmeanspp_init(key, x, mask, components: int, reg: float = 1e-6) -> dict:
     }
 
 
-@jax.jit
-def em_step(x, mask, params, reg: float = 1e-6) -> dict:
-    """One EM iteration (E-step at ``params``, then M-step). ``x`` must be finite on unmasked rows."""
+def _em_step_general(x, mask, params, reg) -> dict:
+    """One EM iteration for any d (E-step at ``params``, then M-step)."""
     dt = x.dtype
     d = x.shape[-1]
     w = mask.astype(dt)
@@ -152,9 +163,71 @@ def em_step(x, mask, params, reg: float = 1e-6) -> dict:
     return {"logits": logits, "means": means, "covs": covs, "fitted": params["fitted"]}
 
 
+def _split_2d(x, mask):
+    """(x0, x1, w): the two coordinates as (n,) rows (0 on masked rows) and the mask as 0/1 weights."""
+    w = mask.astype(x.dtype)
+    x = jnp.where(mask[:, None], x, 0.0)
+    return x[:, 0], x[:, 1], w
+
+
+def _responsibilities_2d(x0, x1, w, params):
+    """(K, n) responsibilities r_kn = w_n exp(lp_kn - logsumexp_k lp_kn) and the offsets d0, d1 = x - m_k,
+    with lp_kn = log pi_k - log(l00 l11) - log(2 pi) - |L_k^-1 d|^2 / 2 (closed-form 2 x 2 Cholesky of the
+    lower triangle, as the general path reads it)."""
+    means, covs = params["means"], params["covs"]
+    l00, l10, l11 = ls.cholesky2(covs[:, 0, 0], covs[:, 1, 0], covs[:, 1, 1])
+    i00, i10, i11 = ls.inv_lower2(l00, l10, l11)
+    const = jax.nn.log_softmax(params["logits"]) - (jnp.log(l00) + jnp.log(l11)) - math.log(2 * math.pi)
+    d0 = x0[None, :] - means[:, 0, None]
+    d1 = x1[None, :] - means[:, 1, None]
+    z0 = i00[:, None] * d0
+    z1 = i10[:, None] * d0 + i11[:, None] * d1
+    lp = const[:, None] - 0.5 * (z0 * z0 + z1 * z1)
+    mx = jnp.max(lp, 0)
+    mx = jnp.where(jnp.isfinite(mx), mx, 0.0)
+    lse = mx + jnp.log(jnp.sum(jnp.exp(lp - mx[None]), 0))
+    return jnp.exp(lp - lse[None]) * w[None], d0, d1
+
+
+def _em_step_2d(x0, x1, w, params, reg) -> dict:
+    """One EM iteration for d = 2 (same EM as :func:`_em_step_general`, element-wise), rows from
+    :func:`_split_2d`. Moments about the previous means m_k: delta = sum r d / N_k, new mean m_k + delta,
+    new cov = sum r d d^T / N_k - delta delta^T + reg I."""
+    dt = x0.dtype
+    means, covs = params["means"], params["covs"]
+    n_eff = jnp.sum(w)
+    r, d0, d1 = _responsibilities_2d(x0, x1, w, params)
+    nk = jnp.sum(r, 1)
+    empty = nk <= jnp.finfo(dt).eps * jnp.maximum(n_eff, 1.0)
+    inv = 1.0 / jnp.where(empty, 1.0, nk)
+    g0 = jnp.sum(r * d0, 1) * inv
+    g1 = jnp.sum(r * d1, 1) * inv
+    c00 = jnp.sum(r * d0 * d0, 1) * inv - g0 * g0 + reg
+    c01 = jnp.sum(r * d0 * d1, 1) * inv - g0 * g1
+    c11 = jnp.sum(r * d1 * d1, 1) * inv - g1 * g1 + reg
+    keep = empty | ~ls.chol_ok2(*ls.cholesky2(c00, c01, c11))
+    new_means = means + jnp.stack([g0, g1], 1)
+    new_covs = jnp.stack([jnp.stack([c00, c01], 1), jnp.stack([c01, c11], 1)], 1)
+    new_logits = jax.nn.log_softmax(jnp.log(jnp.maximum(nk, jnp.finfo(dt).tiny)))
+    return {"logits": jnp.where(n_eff > 0, new_logits, params["logits"]),
+            "means": jnp.where(empty[:, None], means, new_means),
+            "covs": jnp.where(keep[:, None, None], covs, new_covs), "fitted": params["fitted"]}
+
+
+@jax.jit
+def em_step(x, mask, params, reg: float = 1e-6) -> dict:
+    """One EM iteration (E-step at ``params``, then M-step). ``x`` must be finite on unmasked rows."""
+    if x.shape[-1] == 2:
+        return _em_step_2d(*_split_2d(x, mask), params, reg)
+    return _em_step_general(x, mask, params, reg)
+
+
 def _em(x, mask, params, steps, reg):
     # With a Python-int ``steps`` (as in ``fit``) fori_loop lowers to a fixed-length scan.
-    return lax.fori_loop(0, steps, lambda _, p: em_step(x, mask, p, reg), params)
+    if x.shape[-1] == 2:
+        x0, x1, w = _split_2d(x, mask)
+        return lax.fori_loop(0, steps, lambda _, p: _em_step_2d(x0, x1, w, p, reg), params)
+    return lax.fori_loop(0, steps, lambda _, p: _em_step_general(x, mask, p, reg), params)
 
 
 @jax.jit
