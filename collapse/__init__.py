@@ -7,6 +7,9 @@ directory back.
 __version__ = "0.1.0"
 
 import os as _os
+import time as _time
+
+IMPORTED_AT = _time.perf_counter()  # the start of a run's ``startup`` phase (summary.json ``phases``)
 
 # Several collapse jobs may share one GPU (joblib / submitit launchers): no job preallocates the whole card.
 # Set XLA_PYTHON_CLIENT_PREALLOCATE=true yourself for a single large run.
@@ -23,7 +26,7 @@ def _enable_compilation_cache() -> None:
 
     try:
         jax.config.update("jax_compilation_cache_dir", where)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)  # small programs too
     except Exception:  # pragma: no cover - an older/newer jax without these options
         pass
 

@@ -205,7 +205,9 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
     quiet = cfg.quiet if quiet is None else quiet
     with precision_context(cfg):
         source, family, spec, metrics = prepare(cfg)
+        t_setup = time.perf_counter()
         eng = _run_engine(cfg, run_dir, quiet, source, family, spec, metrics)
+    t_engine = time.perf_counter()
     out_dtype = np.float64 if cfg.precision == "float64" else np.float32
     cols = {k: (v.astype(np.int64) if k in ("replicate", "generation") else v.astype(out_dtype))
             for k, v in eng.columns.items()}
@@ -214,7 +216,9 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
                         run_s=eng.run_s)
     summary["provenance"] = provenance.record(cfg, overrides)
     warn_precision(summary["precision_guard"])
+    t_summary = time.perf_counter()
     summary.update(reference_entry(cfg, source, family))  # real-vs-real values of the sample metrics
+    t_reference = time.perf_counter()
     samples, extra = [], {}
     if source.kind == "text":
         samples = text_samples(source, eng)
@@ -232,7 +236,12 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
         if run_dir is not None:
             extra["classifier.npz"] = classifier_bytes(clf)
     df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
-    written = write_run(run_dir, cfg, df, summary, extra) if run_dir is not None else None
+    summary["phases"] = phases(t0, t_setup, t_engine, t_summary, t_reference, eng)
+
+    def writing_done(s: dict) -> None:
+        s["phases"]["writing"] = time.perf_counter() - t_reference
+
+    written = write_run(run_dir, cfg, df, summary, extra, writing_done) if run_dir is not None else None
     if written is not None:  # finished: the checkpoints have done their job
         import shutil
         shutil.rmtree(Path(written) / "checkpoint", ignore_errors=True)
@@ -242,6 +251,23 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
         if written is not None:
             rewrite_summary(written, summary)
     return Result(df, cfg, summary, written, samples)
+
+
+def phases(t0: float, t_setup: float, t_engine: float, t_summary: float, t_reference: float, eng) -> dict:
+    """Seconds per phase of a run (``summary.json`` ``phases``; the CLI prints them): ``startup`` (Python and
+    package imports, from the import of collapse to this run's start), ``setup`` (validate and build),
+    ``compile`` (trace, lower and compile the engine's programs, or load them from the compilation cache),
+    ``chains`` (the compiled generations, metrics included; ``groups``: per replicate group, so the cost of
+    the sample-based metrics is the group that has them), ``summary`` (intervals, theory, checks),
+    ``reference`` (real-vs-real values of the sample metrics), ``writing`` (artifacts, sample figures and the
+    run's files, up to summary.json itself)."""
+    import collapse
+
+    now = time.perf_counter()
+    start = getattr(collapse, "IMPORTED_AT", t0)
+    return {"startup": max(t0 - start, 0.0), "setup": t_setup - t0, "compile": eng.compile_s, "chains": eng.run_s,
+            "summary": t_summary - t_engine, "reference": t_reference - t_summary, "writing": now - t_reference,
+            "groups": eng.groups or []}
 
 
 def _run_engine(cfg, run_dir, quiet, source, family, spec, metrics, points=None):

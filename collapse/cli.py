@@ -119,6 +119,8 @@ def _app(cfg: DictConfig) -> None:
           f"over replicates, the median [95% interval] (the typical chain), then the mean [95% interval]:")
     for line in headline(res):
         print(line)
+    if s.get("phases"):
+        print(phase_line(s["phases"]))
     if res.samples:
         last = [x for x in res.samples if x["generation"] == s["generation"]][:1]
         for x in last:
@@ -127,6 +129,20 @@ def _app(cfg: DictConfig) -> None:
     if (Path(out) / "samples").is_dir():
         print(f"  sample pictures per generation: {Path(out) / 'samples'}")
     print(f"  run directory: {out}")
+
+
+def phase_line(ph: dict) -> str:
+    """``  time: startup 1.1 s, setup 0.0 s, compile 1.7 s, chains 1.5 s (replicates 0-19 with sample metrics
+    1.1 s, 20-999 0.4 s), ...``: where the run's wall time went (summary.json ``phases``)."""
+    groups = ph.get("groups") or []
+    detail = ""
+    if len(groups) > 1:
+        parts = [f"replicates {g['replicates']}{' with sample metrics' if g['sample_metrics'] else ''} "
+                 f"{g['run_s']:.1f} s" for g in groups]
+        detail = " (" + ", ".join(parts) + ")"
+    names = ("startup", "setup", "compile", "chains", "summary", "reference", "writing")
+    items = [f"{n} {ph[n]:.1f} s" + (detail if n == "chains" else "") for n in names if n in ph]
+    return "  time: " + ", ".join(items)
 
 
 def print_sweep(res, out: str) -> None:
@@ -207,9 +223,10 @@ def check_before_start(overrides: list[str], multirun: bool) -> None:
     """Compose and check the run, or every job of a multirun, before Hydra starts (or writes) anything. Of the
     jobs on a finite image source only the first is built (its feature classifier trains for seconds); the
     others are validated without building."""
-    jobs = C.multirun_jobs(overrides, multirun)
+    single: dict = {}
+    jobs = C.multirun_jobs(overrides, multirun, single)
     if jobs is None:
-        _prepare(C.compose(C.run_overrides(overrides)))
+        _prepare(single.get("config") or C.compose(C.run_overrides(overrides)))
         return
     built_image = False
     for i, job in enumerate(jobs):

@@ -598,6 +598,7 @@ class EngineResult:
     run_s: float
     generations: np.ndarray = None  # the kept generations
     artifacts: dict = None  # name -> [(replicate ids, array (replicates, kept generations, ...))]
+    groups: list = None  # per replicate group: {"replicates": "a-b", "sample_metrics": bool, "compile_s", "run_s"}
 
 
 def _progress(label: str, done: int, prev: int, total: int, started: float) -> None:
@@ -657,6 +658,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     kept = np.array([g for g in range(g_total) if g % spec.every == 0 or g == g_total - 1])
 
     compile_s = run_s = 0.0
+    timings: list[dict] = []
     all_cols: list[dict] = []
     artifacts: dict = {}
     data = tree_map(jnp.asarray, dict(source.data or {}))
@@ -685,7 +687,8 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
             gens0 = np.arange(1, 1 + chunk, dtype=np.int32)
             advance = jax.jit(jax.vmap(chain.advance, in_axes=(0, None, None)), donate_argnums=0, **jit_kw).lower(
                 state_shape, gens0, data).compile()
-        compile_s += time.perf_counter() - t0
+        group_compile = time.perf_counter() - t0
+        compile_s += group_compile
         t0 = time.perf_counter()
         label = ""
         if len(groups) > 1:
@@ -727,6 +730,8 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         if checkpointer is not None:
             checkpointer.save(gi, n_chunks, None, rows, finished=True)
         run_s += time.perf_counter() - t0
+        timings.append({"replicates": f"{ids[0]}-{ids[-1]}", "sample_metrics": bool(chain.with_samples),
+                        "compile_s": group_compile, "run_s": time.perf_counter() - t0})
         n = len(row_point)
         # (rows, kept generations) per metric
         full = {k: np.concatenate([r[k] for r in rows], axis=1) for k in rows[0]}
@@ -750,4 +755,4 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
             else:
                 parts.append(np.full(len(cols["replicate"]), np.nan))
         merged[name] = np.concatenate(parts)
-    return EngineResult(merged, compile_s, run_s, kept, artifacts)
+    return EngineResult(merged, compile_s, run_s, kept, artifacts, timings)

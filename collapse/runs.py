@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
-from scipy import stats as sps
+from scipy import special as sc
 
 META_COLUMNS = ("replicate", "generation")
 
@@ -40,7 +40,7 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> dict:
     median = float(np.median(finite))
     if n == 1:
         return {"mean": mean, "lo": None, "hi": None, "n_finite": 1, "median": median}
-    half = float(sps.t.ppf(0.5 + level / 2, n - 1) * finite.std(ddof=1) / math.sqrt(n))
+    half = float(sc.stdtrit(n - 1, 0.5 + level / 2) * finite.std(ddof=1) / math.sqrt(n))
     return {"mean": mean, "lo": mean - half, "hi": mean + half, "n_finite": n, "median": median}
 
 
@@ -116,9 +116,10 @@ def write_config(run_dir: str | os.PathLike, cfg) -> Path:
 
 
 def write_run(run_dir: str | os.PathLike, cfg, metrics: pd.DataFrame, summary: dict,
-              extra: dict[str, bytes] | None = None) -> Path:
+              extra: dict[str, bytes] | None = None, before_summary=None) -> Path:
     """Write config, ``extra`` files (name -> bytes, e.g. ``samples.jsonl``), metrics and (last) summary into
-    ``run_dir``; returns the folder. A folder that already holds a finished run is refused."""
+    ``run_dir``; returns the folder. A folder that already holds a finished run is refused. ``before_summary``:
+    called with ``summary`` just before it is written (the run's ``writing`` phase time)."""
     refuse_finished(run_dir)
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,6 +130,8 @@ def write_run(run_dir: str | os.PathLike, cfg, metrics: pd.DataFrame, summary: d
     tmp = out / ".metrics.parquet.tmp"
     metrics.to_parquet(tmp, index=False)
     os.replace(tmp, out / "metrics.parquet")
+    if before_summary is not None:
+        before_summary(summary)
     try:
         _atomic_write(out / "summary.json", json.dumps(_clean(summary), indent=2).encode())
     except BaseException:

@@ -32,6 +32,14 @@ def test_cli_writes_a_complete_run_directory_that_load_run_reads(tmp_path):
     assert {"replicate", "generation", "var_ratio", "precision", "tail_mass"} <= set(df.columns)
     assert "var_ratio" in p.stdout and str(run) in p.stdout
     assert "generation 4/4" in p.stderr  # progress line
+    # where the wall time went: every phase in summary.json and on one printed line
+    ph = summary["phases"]
+    names = ("startup", "setup", "compile", "chains", "summary", "reference", "writing")
+    assert all(ph[n] >= 0 for n in names) and ph["startup"] > 0 and ph["compile"] > 0
+    assert sum(g["run_s"] for g in ph["groups"]) == pytest.approx(ph["chains"], rel=0.05, abs=0.05)
+    assert [g["sample_metrics"] for g in ph["groups"]] == [True, False]  # SMALL keeps 2 sample replicates
+    line = next(x for x in p.stdout.splitlines() if x.strip().startswith("time:"))
+    assert all(f"{n} " in line for n in names) and "with sample metrics" in line
 
 
 def test_python_dash_m_and_experiment_preset(tmp_path):

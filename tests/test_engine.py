@@ -96,3 +96,33 @@ def test_kde_keeps_a_student_t_tail_that_a_gaussian_fit_loses():
     # a Gaussian with the t's variance puts less mass beyond the t's 1% region than the t itself
     assert gauss.mean() + 4 * gauss.std(ddof=1) / np.sqrt(200) < 1.0
     assert abs(kde.mean() - 1.0) < abs(gauss.mean() - 1.0)
+
+
+def test_replicate_groups_draw_only_in_the_first_group():
+    """Sample metrics go to the first sample_replicates replicates; the kept model draws (samples.npz) are drawn
+    by the first group only, which without sample metrics is a 2-replicate group once a run has >= 64."""
+    from collapse.engine import ARTIFACT_REPLICATES, DRAWS_SPLIT_MIN, replicate_groups
+
+    def shape(groups):
+        return [(int(ids[0]), int(ids[-1]), s, d) for ids, s, d in groups]
+
+    assert shape(replicate_groups(1000, 20, True)) == [(0, 19, True, True), (20, 999, False, False)]
+    assert shape(replicate_groups(1000, 0, True)) == [(0, ARTIFACT_REPLICATES - 1, False, True),
+                                                      (ARTIFACT_REPLICATES, 999, False, False)]
+    assert shape(replicate_groups(DRAWS_SPLIT_MIN - 1, 0, True)) == [(0, DRAWS_SPLIT_MIN - 2, False, True)]
+    assert shape(replicate_groups(1000, 0, False)) == [(0, 999, False, False)]
+    assert shape(replicate_groups(10, 20, True)) == [(0, 9, True, True)]
+
+
+def test_samples_npz_without_sample_metrics_comes_from_replicate_0(tmp_path):
+    """A run of 64 replicates without sample metrics draws its kept model draws in a group of its own: samples.npz
+    holds replicate 0's draws at the sampled generations, and the metrics of every replicate are there."""
+    import collapse
+
+    res = collapse.simulate("generations=3", "replicates=64", "metrics.sample_based=false", "metrics.sample_every=2",
+                            "metrics.draws=50", "quiet=true", run_dir=tmp_path / "r")
+    with np.load(tmp_path / "r" / "samples.npz") as z:
+        assert int(z["replicate"]) == 0
+        assert list(z["generation"]) == [0, 2] and z["draws"].shape[:2] == (2, 50)
+    assert [g["replicates"] for g in res.summary["phases"]["groups"]] == ["0-1", "2-63"]
+    assert res.metrics.groupby("generation")["var_ratio"].count().tolist() == [64, 64, 64]

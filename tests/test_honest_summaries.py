@@ -186,3 +186,15 @@ def test_one_replicate_has_no_band_to_name_and_generations_are_whole_ticks():
     xt = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert xt and all(float(t).is_integer() for t in xt)
     plt.close(fig)
+
+
+def test_binomial_quantile_matches_scipy_stats():
+    """median_ranks' Binomial(n, 1/2) quantile (from scipy.special.bdtr, no scipy.stats import) equals
+    scipy.stats.binom.ppf for every n up to 2000 and a few large n, at the levels summaries use."""
+    from scipy import stats
+
+    from collapse.summaries import binom_half_ppf
+
+    for n in [*range(1, 2001), 10_000, 99_999]:
+        for q in (0.005, 0.025, 0.05):
+            assert binom_half_ppf(q, n) == int(stats.binom.ppf(q, n, 0.5)), (n, q)

@@ -12,7 +12,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats as sps
+from scipy import special as sc
 
 from collapse import linalg, rand
 from collapse.sources.base import Source
@@ -34,7 +34,7 @@ def gaussian(dim: int = 1, mean: float = 0.0, scale: float = 1.0, tail_level: fl
     """
     mu = np.full(dim, mean, dtype=np.float64)
     cov = np.eye(dim) * scale**2
-    r2 = float(sps.chi2.ppf(1.0 - tail_level, dim))
+    r2 = float(2.0 * sc.gammaincinv(dim / 2, 1.0 - tail_level))  # chi2_d^-1(1 - alpha)
     tail_q = -0.5 * r2 - dim * math.log(scale) - 0.5 * dim * math.log(2 * math.pi)
 
     def init(key):
@@ -66,7 +66,7 @@ def student_t(dim: int = 1, df: float = 3.0, tail_level: float = 0.01, dtype=jnp
     {log p < q} is {||x||^2 > d * F^{-1}_{d,df}(1 - alpha)}.
     """
     cov = np.eye(dim) * (df / (df - 2.0) if df > 2 else np.nan)
-    r2 = float(dim * sps.f.ppf(1.0 - tail_level, dim, df))
+    r2 = float(dim * sc.fdtri(dim, df, 1.0 - tail_level))  # d F^-1_{d,df}(1 - alpha)
     const = (math.lgamma((df + dim) / 2) - math.lgamma(df / 2) - 0.5 * dim * math.log(df * math.pi))
     tail_q = const - 0.5 * (df + dim) * math.log1p(r2 / df)
 
