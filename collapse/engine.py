@@ -614,6 +614,39 @@ def _progress(label: str, done: int, prev: int, total: int, started: float) -> N
         print(line, file=sys.stderr, flush=True)
 
 
+def compile_group(chain: Chain, seeds, reps, data, point_in, chunk: int):
+    """The two compiled programs of one replicate group: ``first`` (generation 0 of every row) and ``advance``
+    (``chunk`` generations; None when ``chunk`` is 0), the state's shapes, and the seconds spent per stage:
+    {"trace_s", "lower_s", "xla_s"} (Python tracing to a jaxpr, lowering to StableHLO, XLA compilation or
+    loading from the persistent compilation cache)."""
+    first_v = jax.vmap(chain.first, in_axes=(0, 0, None, 0))
+    sharded = getattr(reps, "sharding", None) if len(jax.devices()) > 1 else None
+    jit_kw = {"out_shardings": sharded} if sharded is not None else {}  # every output is per replicate
+    stages = {"trace_s": 0.0, "lower_s": 0.0, "xla_s": 0.0}
+
+    def build(fn, *args):
+        t0 = time.perf_counter()
+        traced = fn.trace(*args)
+        t1 = time.perf_counter()
+        lowered = traced.lower()
+        t2 = time.perf_counter()
+        compiled = lowered.compile()
+        t3 = time.perf_counter()
+        for k, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2)):
+            stages[k] += dt
+        return traced, compiled
+
+    traced, first = build(jax.jit(first_v, **jit_kw), seeds, reps, data, point_in)
+    state_shape = traced.out_info[0]  # (the traced program's outputs: no second trace for the shapes)
+    state_shape = tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharded), state_shape)
+    advance = None
+    if chunk > 0:
+        gens0 = np.arange(1, 1 + chunk, dtype=np.int32)
+        advance = build(jax.jit(jax.vmap(chain.advance, in_axes=(0, None, None)), donate_argnums=0, **jit_kw),
+                        state_shape, gens0, data)[1]
+    return first, advance, state_shape, stages
+
+
 DRAWS_SPLIT_MIN = 64  # runs with at least this many replicates draw the kept model draws in a group of their own
 
 
@@ -675,18 +708,8 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         point_in = {k: sharded_rows[k] for k in POINT_VALUES}
         art_rows = np.flatnonzero(np.tile(np.arange(len(ids)) < ARTIFACT_REPLICATES, n_points))
         t0 = time.perf_counter()
-        first_v = jax.vmap(chain.first, in_axes=(0, 0, None, 0))
-        sharded = getattr(reps, "sharding", None) if len(jax.devices()) > 1 else None
-        jit_kw = {"out_shardings": sharded} if sharded is not None else {}  # every output is per replicate
-        first = jax.jit(first_v, **jit_kw).lower(seed_arr, reps, data, point_in).compile()
-        state_shape = jax.eval_shape(first_v, seed_arr, reps, data, point_in)[0]
-        if sharded is not None:
-            state_shape = tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharded), state_shape)
-        advance = None
-        if steps > 0:
-            gens0 = np.arange(1, 1 + chunk, dtype=np.int32)
-            advance = jax.jit(jax.vmap(chain.advance, in_axes=(0, None, None)), donate_argnums=0, **jit_kw).lower(
-                state_shape, gens0, data).compile()
+        first, advance, state_shape, stages = compile_group(chain, seed_arr, reps, data, point_in, chunk if steps > 0
+                                                            else 0)
         group_compile = time.perf_counter() - t0
         compile_s += group_compile
         t0 = time.perf_counter()
@@ -731,7 +754,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
             checkpointer.save(gi, n_chunks, None, rows, finished=True)
         run_s += time.perf_counter() - t0
         timings.append({"replicates": f"{ids[0]}-{ids[-1]}", "sample_metrics": bool(chain.with_samples),
-                        "compile_s": group_compile, "run_s": time.perf_counter() - t0})
+                        "compile_s": group_compile, **stages, "run_s": time.perf_counter() - t0})
         n = len(row_point)
         # (rows, kept generations) per metric
         full = {k: np.concatenate([r[k] for r in rows], axis=1) for k in rows[0]}
