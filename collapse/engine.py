@@ -491,7 +491,8 @@ class Chain:
         out = _maybe(keep, lambda: m.param_fn(jax.random.fold_in(key, 0), *args))
         sampled = keep & ((g % spec.sample_every == 0) | (g == spec.generations - 1))
         if self.with_samples:
-            out = {**out, **_maybe(sampled, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args[:3]))}
+            prep = state.get("sample_prep")
+            out = {**out, **_maybe(sampled, lambda: m.sample_fn(jax.random.fold_in(key, 1), *args[:3], prep))}
         if self.cur is not None and self.cur.reward is not None:  # mean reward of the model's own draws
             cur = self.cur
             when = keep if self.cur.reward_every_kept else sampled  # text / image draws are costly
@@ -525,6 +526,8 @@ class Chain:
         batch, fixed = self.mix.first(self.real.first, k_real, k_rest, truth, point["n_real"], keeps)
         if keeps and ("n_real" in self.dyn or spec.n_real > 0):
             state["fixed"] = fixed
+        if self.with_samples and self.metrics.sample_prepare_fn is not None:  # per-replicate sample-metric constants
+            state["sample_prep"] = self.metrics.sample_prepare_fn(truth, state.get("heldout", truth.get("heldout")))
         params = self.regime.first(state, k_fit, batch)  # generation 0 fits from scratch
         state["params"] = params
         if self.keep_gen0:

@@ -69,6 +69,28 @@ def test_a_registered_function_becomes_a_column_with_its_values(register):
         "source=zipf", "model=categorical", "source.categories=10", continuous=False)).metrics.columns  # kinds=
 
 
+def test_prepare_runs_once_per_replicate_and_is_read_back(register):
+    """A sampled metric with prepare= reads ctx.prepared: here the held-out real set's mean, computed at generation
+    0 and carried, so it is the same at every sampled generation and equals a recomputation from ctx.real."""
+    def real_mean(ctx):
+        return {"m": jnp.mean(ctx.real)}
+
+    def prepared_vs_fresh(ctx):
+        return {"prep_mean": ctx.prepared["m"], "prep_err": jnp.abs(ctx.prepared["m"] - jnp.mean(ctx.real))}
+
+    register(prepared_vs_fresh, ("prep_mean", "prep_err"), kinds=("continuous",), cost="sampled",
+             prepare=real_mean, info={"prep_mean": registry.MetricInfo("prepared mean"),
+                                      "prep_err": registry.MetricInfo("prepared error")})
+    df = collapse.simulate(*_with("metrics.sample_replicates=2", "metrics.sample_every=1")).metrics
+    rows = df[df["replicate"] < 2]
+    # (the same mean, up to float32 summation order: the two are computed in different compiled programs)
+    assert rows["prep_mean"].notna().all() and (rows["prep_err"] <= 1e-6).all()
+    assert rows.groupby("replicate")["prep_mean"].nunique().eq(1).all()  # one value per replicate
+    assert rows.groupby("replicate")["prep_mean"].first().nunique() == 2  # replicates differ
+    with pytest.raises(MetricError, match="prepare= is for cost='sampled'"):
+        metric("bad_prep", prepare=real_mean, label="x")(lambda ctx: 0.0)
+
+
 def test_undeclared_or_missing_names_fail_at_trace_time_with_a_clear_error(register):
     def extra(ctx):
         return {"declared_one": ctx.params["mean"][0], "not_declared": ctx.params["mean"][0]}

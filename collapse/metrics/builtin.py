@@ -107,13 +107,21 @@ SAMPLE_INFO = {
 }
 
 
-@metric(tuple(SAMPLE_INFO), **CLASSICAL, cost="sampled", info=SAMPLE_INFO)
+def real_side(ctx):
+    """The real held-out points' radii, centre and Vendi bandwidth (samples.real_reference), once per replicate."""
+    from collapse.metrics.samples import real_reference
+
+    return real_reference(ctx.real, int(ctx.cfg["knn_k"]), int(ctx.cfg["dc_k"]))
+
+
+@metric(tuple(SAMPLE_INFO), **CLASSICAL, cost="sampled", info=SAMPLE_INFO, prepare=real_side)
 def sample_based(ctx):
     """k-NN precision/recall (k = knn_k), density/coverage (k = dc_k), Vendi and Hill tail index of
     metrics.eval_samples model draws (at sampling.scale) against as many held-out real points."""
-    from collapse.metrics.samples import sample_metrics
+    from collapse.metrics.samples import sample_metrics_from
 
-    return sample_metrics(ctx.real, ctx.fake, int(ctx.cfg["knn_k"]), int(ctx.cfg["dc_k"]))
+    ref = ctx.prepared if ctx.prepared is not None else real_side(ctx)
+    return sample_metrics_from(ref, ctx.fake, int(ctx.cfg["knn_k"]), int(ctx.cfg["dc_k"]))
 
 
 # ----- discrete sources ----------------------------------------------------------------------------------------

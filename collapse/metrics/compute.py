@@ -33,6 +33,7 @@ class MetricFns:
     draw_fn: Callable | None = None  # (key, params, truth) -> model draws kept as the ``_samples`` artifact
     draw_every_kept: bool = False  # draws at every kept generation (wandb histograms), else at sampled ones
     probs_fn: Callable | None = None  # params -> the model's exact category probabilities (``_probs`` artifact)
+    sample_prepare_fn: Callable | None = None  # (truth, heldout) -> per-replicate constants of sample_fn
 
 
 def build_metrics(source, family, mcfg, scale: float, dtype, histogram: bool = False) -> MetricFns:
@@ -56,7 +57,7 @@ def build_metrics(source, family, mcfg, scale: float, dtype, histogram: bool = F
 
     probs_fn = family.probs if source.kind == "discrete" and "probs" in family.capabilities else None
     return MetricFns(fns.param_names, fns.sample_names, fns.param_fn, fns.sample_fn, fns.needs_gen0, draw_fn,
-                     histogram, probs_fn)
+                     histogram, probs_fn, fns.sample_prepare_fn)
 
 
 def scale_of(truth: dict, scale: float):
@@ -76,9 +77,9 @@ def _build_metrics(source, family, mcfg, scale: float, dtype) -> MetricFns:
     neural = _neural(source, family)
     shown = IMAGES_SHOWN * (16 if source.kind != "image" else 1)
 
-    def context(key, params, truth, heldout, gen0=None):
+    def context(key, params, truth, heldout, gen0=None, prepared=None):
         return R.MetricContext(key, params, truth, heldout, source=source, family=family, cfg=mcfg, scale=scale,
-                               dtype=dtype, gen0=gen0)
+                               dtype=dtype, gen0=gen0, prepared=prepared)
 
     def param_fn(key, params, truth, heldout, gen0=None):
         ctx = context(key, params, truth, heldout, gen0)
@@ -94,10 +95,15 @@ def _build_metrics(source, family, mcfg, scale: float, dtype) -> MetricFns:
             out["_samples"] = extra[:shown]  # the sample grids
         return out
 
-    def sample_fn(key, params, truth, heldout):
-        return R.evaluate(sampled, context(key, params, truth, heldout)) if sampled else {}
+    def sample_fn(key, params, truth, heldout, prepared=None):
+        return R.evaluate(sampled, context(key, params, truth, heldout, prepared=prepared)) if sampled else {}
 
-    return MetricFns(R.names_of(every), R.names_of(sampled), param_fn, sample_fn, needs_gen0)
+    def sample_prepare_fn(truth, heldout):
+        return R.prepare(sampled, context(None, None, truth, heldout))
+
+    has_prepare = any(m.prepare is not None for m, _ in sampled)
+    return MetricFns(R.names_of(every), R.names_of(sampled), param_fn, sample_fn, needs_gen0,
+                     sample_prepare_fn=sample_prepare_fn if has_prepare else None)
 
 
 def _neural(source, family) -> bool:

@@ -115,6 +115,7 @@ class Metric:
     cost: str = "every"
     gen0: bool = False
     where: str = ""  # module:qualname of the function, for messages
+    prepare: Optional[Callable[["MetricContext"], Any]] = None  # per-replicate constants (``ctx.prepared``)
 
     def estimator_for(self, scaps: frozenset, fcaps: frozenset) -> Optional[Estimator]:
         """The first estimator whose needs hold (a metric without declared estimators has one, unnamed)."""
@@ -192,7 +193,7 @@ def _set_info(name: str, info: MetricInfo, owner: str) -> MetricInfo:
 def metric(names, *, kinds: Optional[Iterable[str]] = None, needs: Iterable[str] = (), without: Iterable[str] = (),
            estimators: Iterable = (), cost: str = "every", gen0: bool = False, label: Optional[str] = None,
            unit: str = "", log: bool = False, guard: str = "", about: str = "",
-           info: Optional[dict[str, MetricInfo]] = None) -> Callable:
+           info: Optional[dict[str, MetricInfo]] = None, prepare: Optional[Callable] = None) -> Callable:
     """Decorator registering ``fn(ctx) -> {name: scalar}`` as the metric(s) ``names`` (a str or a tuple of str).
 
     kinds:      source kinds the metric applies to ("continuous", "discrete", "supervised", "text", "image"),
@@ -205,6 +206,10 @@ def metric(names, *, kinds: Optional[Iterable[str]] = None, needs: Iterable[str]
                 ``metrics.sample_every`` kept generations, the first ``metrics.sample_replicates`` replicates,
                 NaN elsewhere; off with ``metrics.sample_based=false``).
     gen0:       the function reads ``ctx.gen0``, the generation-0 params (``cost="every"`` only).
+    prepare:    ``prepare(ctx) -> pytree``, computed once per replicate at generation 0 from what does not change
+                between generations (``ctx.truth``, ``ctx.heldout``, ``ctx.real``, ``ctx.cfg``; no params, no
+                key) and kept in the chain's state; the function reads it back as ``ctx.prepared``
+                (``cost="sampled"`` only: the real side of the sample metrics).
     label, unit, log, guard, about: the column's description (one-name metrics), or ``info={name:
                 MetricInfo(...)}`` for several names. A name already described (e.g. ``kl_true``, shared by
                 several source kinds) needs no description again.
@@ -219,6 +224,8 @@ def metric(names, *, kinds: Optional[Iterable[str]] = None, needs: Iterable[str]
         raise MetricError(f"metric names repeat: {names!r}")
     if cost not in COSTS:
         raise MetricError(f"metric {names}: cost={cost!r}, expected one of {COSTS}")
+    if prepare is not None and cost != "sampled":
+        raise MetricError(f"metric {names}: prepare= is for cost='sampled' metrics")
     if gen0 and cost != "every":
         raise MetricError(f"metric {names}: gen0=True needs cost='every' (sampled metrics get no gen-0 params)")
     ests = tuple(_as_estimator(e) for e in estimators)
@@ -236,7 +243,7 @@ def metric(names, *, kinds: Optional[Iterable[str]] = None, needs: Iterable[str]
     def register(fn: Callable) -> Callable:
         where = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
         rec = Metric(names, fn, None if kinds is None else tuple(kinds), tuple(needs), tuple(without), ests, cost,
-                     gen0, where)
+                     gen0, where, prepare)
         for n, i in infos.items():
             _set_info(n, i, where)
         for i, old in enumerate(REGISTRY):
@@ -300,8 +307,10 @@ def evaluate(chosen: Iterable[tuple[Metric, Estimator]], ctx: "MetricContext") -
     import jax.numpy as jnp
 
     out = {}
+    prepared = ctx.prepared_all or {}
     for m, est in chosen:
         ctx.estimator = est.name
+        ctx.prepared = prepared.get(m.where)
         got = m.fn(ctx)
         if not isinstance(got, dict):
             if len(m.names) != 1:
@@ -323,6 +332,17 @@ def evaluate(chosen: Iterable[tuple[Metric, Estimator]], ctx: "MetricContext") -
             if not jnp.issubdtype(v.dtype, jnp.inexact):
                 v = v.astype(ctx.dtype)
             out[n] = v
+    ctx.estimator, ctx.prepared = "", None
+    return out
+
+
+def prepare(chosen: Iterable[tuple[Metric, Estimator]], ctx: "MetricContext") -> dict:
+    """{metric's where: its ``prepare(ctx)``} of the selected metrics that declare one (see :func:`metric`)."""
+    out = {}
+    for m, est in chosen:
+        if m.prepare is not None:
+            ctx.estimator = est.name
+            out[m.where] = m.prepare(ctx)
     ctx.estimator = ""
     return out
 
@@ -354,6 +374,7 @@ class MetricContext:
                 ``tail_samples``, ``tail_directions``, ``repetition_n``, ...).
       dtype:    the run's float dtype; ``scale``: the run's ``sampling.scale`` (:attr:`draw_scale`: the row's).
       estimator: name of the estimator chosen for the metric being computed ("" when it declares none).
+      prepared: the metric's own ``prepare(ctx)`` value of this replicate (metrics registered with prepare=).
 
     Shared quantities (cached: computed once per call, by whichever metric reads them first)
       components: (weights (K,), means (K, d), covs (K, d, d)) = family.components(params)  [family.components]
@@ -374,10 +395,11 @@ class MetricContext:
     """
 
     def __init__(self, key, params, truth: dict, heldout, *, source, family, cfg, scale: float, dtype,
-                 gen0=None):
+                 gen0=None, prepared=None):
         self.key, self.params, self.truth, self.heldout, self.gen0 = key, params, truth, heldout, gen0
         self.source, self.family, self.cfg, self.scale, self.dtype = source, family, cfg, scale, dtype
         self.estimator = ""
+        self.prepared_all, self.prepared = prepared, None
 
     # ----- helpers ---------------------------------------------------------------------------------
     def has(self, *caps: str) -> bool:

@@ -34,6 +34,8 @@ __all__ = [
     "median_pairwise_distance",
     "hill_tail_index",
     "sample_metrics",
+    "real_reference",
+    "sample_metrics_from",
 ]
 
 
@@ -311,41 +313,42 @@ def hill_tail_index(x):
     return _hill(norms, k)
 
 
-def sample_metrics(real, fake, knn_k, dc_k):
-    """All sample metrics of ``fake`` (E, d) against held-out ``real`` (H, d), sharing one set of distances.
-
-    Returns a dict of scalars:
-      "precision", "recall": :func:`precision_recall` with k = ``knn_k``;
-      "density", "coverage": :func:`density_coverage` with k = ``dc_k``;
-      "vendi": :func:`vendi` of ``fake`` with bandwidth = :func:`median_pairwise_distance` of ``real``;
-      "tail_index": :func:`hill_tail_index` of ``fake``.
-    ``knn_k`` and ``dc_k`` are static ints. The real-real, fake-fake and real-fake distance matrices are
-    each computed once.
-    """
-    real, fake = _float(_as_2d(real), _as_2d(fake))
-    H, E = real.shape[0], fake.shape[0]
+def real_reference(real, knn_k, dc_k) -> dict:
+    """What :func:`sample_metrics` computes from the real set alone (a replicate's held-out points do not change
+    between generations, so the engine computes it once per replicate): the centre ``c`` = mean(real), the
+    centred points ``real_c``, the k-NN radii ``r_knn`` (k = ``knn_k``) and ``r_dc`` (k = ``dc_k``) and the Vendi
+    bandwidth ``bw`` = :func:`median_pairwise_distance` (real). ``knn_k``, ``dc_k`` static ints."""
+    (real,) = _float(_as_2d(real))
+    H = real.shape[0]
     _check_k(knn_k, H, "sample_metrics knn_k (real)")
-    _check_k(knn_k, E, "sample_metrics knn_k (fake)")
     _check_k(dc_k, H, "sample_metrics dc_k (real)")
+    c = jnp.mean(real, axis=0)
+    real_c = real - c
+    d_rr = jnp.sqrt(_self_sq_dists(real_c))
+    r_real = _smallest_offdiag(d_rr, (knn_k, dc_k))  # both radii of the real points in one pass
+    return {"c": c, "real_c": real_c, "r_knn": r_real[knn_k], "r_dc": r_real[dc_k], "bw": _median_upper(d_rr)}
+
+
+def sample_metrics_from(ref: dict, fake, knn_k, dc_k) -> dict:
+    """:func:`sample_metrics` of ``fake`` (E, d) against the real set summarised by :func:`real_reference`
+    (same ``knn_k``, ``dc_k``): the same values, bit for bit."""
+    real_c = ref["real_c"]
+    (fake,) = _float(_as_2d(fake))
+    fake = fake.astype(real_c.dtype)
+    E = fake.shape[0]
+    _check_k(knn_k, E, "sample_metrics knn_k (fake)")
     if math.isqrt(E) + 1 > E:
         raise ValueError("sample_metrics needs at least 2 fake samples")
-
-    c = jnp.mean(real, axis=0)
-    real_c, fake_c = real - c, fake - c
-    sq_rr = _self_sq_dists(real_c)
+    fake_c = fake - ref["c"]
     sq_ff = _self_sq_dists(fake_c)
-    d_rr = jnp.sqrt(sq_rr)
     d_ff = jnp.sqrt(sq_ff)
     d_rf = jnp.sqrt(_sq_dists(real_c, fake_c))
 
-    r_real = _smallest_offdiag(d_rr, (knn_k, dc_k))  # both radii of the real points in one pass
-    r_real_pr, r_real_dc = r_real[knn_k], r_real[dc_k]
     r_fake_pr = _knn_from_self_dists(d_ff, knn_k)
-    precision, recall = _pr_from_dists(d_rf, r_real_pr, r_fake_pr)
+    precision, recall = _pr_from_dists(d_rf, ref["r_knn"], r_fake_pr)
+    density, coverage = _dc_from_dists(d_rf, ref["r_dc"], dc_k)
 
-    density, coverage = _dc_from_dists(d_rf, r_real_dc, dc_k)
-
-    bw = _median_upper(d_rr)
+    bw = ref["bw"]
     K = jnp.exp(-sq_ff / (2.0 * bw * bw))
     vs = _entropy_exp(jnp.linalg.eigvalsh(K / E))
 
@@ -360,3 +363,18 @@ def sample_metrics(real, fake, knn_k, dc_k):
         "vendi": vs,
         "tail_index": tail,
     }
+
+
+def sample_metrics(real, fake, knn_k, dc_k):
+    """All sample metrics of ``fake`` (E, d) against held-out ``real`` (H, d), sharing one set of distances.
+
+    Returns a dict of scalars:
+      "precision", "recall": :func:`precision_recall` with k = ``knn_k``;
+      "density", "coverage": :func:`density_coverage` with k = ``dc_k``;
+      "vendi": :func:`vendi` of ``fake`` with bandwidth = :func:`median_pairwise_distance` of ``real``;
+      "tail_index": :func:`hill_tail_index` of ``fake``.
+    ``knn_k`` and ``dc_k`` are static ints. The real-real, fake-fake and real-fake distance matrices are
+    each computed once (the real side by :func:`real_reference`, the rest by :func:`sample_metrics_from`).
+    """
+    real, fake = _float(_as_2d(real), _as_2d(fake))
+    return sample_metrics_from(real_reference(real, knn_k, dc_k), fake, knn_k, dc_k)
