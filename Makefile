@@ -20,12 +20,15 @@ run: install
 	$(BIN)/collapse $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q -n $(WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -n $(WORKERS) -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 bench: install
+	$(BIN)/python benchmarks/bench_default_run.py
+	$(BIN)/python benchmarks/bench_sample_metrics.py
+	$(BIN)/python benchmarks/bench_compile.py --markdown
 	$(BIN)/python benchmarks/bench_gaussian.py
 	$(BIN)/python benchmarks/bench_gmm.py
 	$(BIN)/python benchmarks/bench_transformer.py
