@@ -255,8 +255,8 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
 
 def phases(t0: float, t_setup: float, t_engine: float, t_summary: float, t_reference: float, eng) -> dict:
     """Seconds per phase of a run (``summary.json`` ``phases``; the CLI prints them): ``startup`` (Python and
-    package imports, from the import of collapse to this run's start), ``setup`` (validate and build),
-    ``compile`` (trace, lower and compile the engine's programs, or load them from the compilation cache),
+    package imports, from the import of collapse to this run's start; 0 for a process's later runs), ``setup``
+    (validate and build), ``compile`` (trace, lower and compile the engine's programs, or load them from the compilation cache),
     ``chains`` (the compiled generations, metrics included; ``groups``: per replicate group, so the cost of
     the sample-based metrics is the group that has them), ``summary`` (intervals, theory, checks),
     ``reference`` (real-vs-real values of the sample metrics), ``writing`` (artifacts, sample figures and the
@@ -264,8 +264,9 @@ def phases(t0: float, t_setup: float, t_engine: float, t_summary: float, t_refer
     import collapse
 
     now = time.perf_counter()
-    start = getattr(collapse, "IMPORTED_AT", t0)
-    return {"startup": max(t0 - start, 0.0), "setup": t_setup - t0, "compile": eng.compile_s, "chains": eng.run_s,
+    start = getattr(collapse, "IMPORTED_AT", None)
+    collapse.IMPORTED_AT = None  # a process's later runs have no start-up of their own
+    return {"startup": max(t0 - start, 0.0) if start is not None else 0.0, "setup": t_setup - t0, "compile": eng.compile_s, "chains": eng.run_s,
             "summary": t_summary - t_engine, "reference": t_reference - t_summary, "writing": now - t_reference,
             "groups": eng.groups or []}
 

@@ -87,6 +87,7 @@ class Checkpointer:
         with np.load(f, allow_pickle=False) as z:
             stored = {k: z[k] for k in z.files}
         rows = {k[len(ROWS):]: v for k, v in stored.items() if k.startswith(ROWS)}
+        self._check_layout(group, stored, rows, state_shape, info["finished"])
         state = None
         if not info["finished"]:
             flat, tree = jax.tree_util.tree_flatten_with_path(state_shape)
@@ -101,3 +102,17 @@ class Checkpointer:
                 leaves.append(jax.device_put(leaf, sharding) if sharding is not None else jax.numpy.asarray(leaf))
             state = jax.tree_util.tree_unflatten(tree, leaves)
         return info["chunks_done"], info["finished"], state, rows
+
+    def _check_layout(self, group: int, stored: dict, rows: dict, state_shape, finished: bool) -> None:
+        """Refuse a checkpoint whose replicate group or chain state differ from this run's programs (written by
+        another version of collapse, which grouped replicates or carried state differently)."""
+        flat = jax.tree_util.tree_flatten_with_path(state_shape)[0]
+        n = flat[0][1].shape[0] if flat else None
+        wrong_rows = sorted(k for k, v in rows.items() if not k.startswith("_") and v.shape[0] != n)
+        missing = [] if finished else sorted(STATE + _path_str(p) for p, _ in flat if STATE + _path_str(p) not in stored)
+        if wrong_rows or missing:
+            what = (f"{len(missing)} state entries missing, e.g. {missing[0][len(STATE):]!r}" if missing else
+                    f"rows of {wrong_rows[0]!r}: {rows[wrong_rows[0]].shape[0]}, this run's group has {n}")
+            raise CheckpointError(f"{self.folder} holds a checkpoint of replicate group {group} in another layout "
+                                  f"({what}): written by another version of collapse; delete that folder to run "
+                                  "the experiment from the start")

@@ -629,9 +629,9 @@ def compile_group(chain: Chain, seeds, reps, data, point_in, chunk: int):
 
     def build(fn, *args):
         t0 = time.perf_counter()
-        traced = fn.trace(*args)
+        traced = fn.trace(*args) if hasattr(fn, "trace") else None  # (recent jax)
         t1 = time.perf_counter()
-        lowered = traced.lower()
+        lowered = traced.lower() if traced is not None else fn.lower(*args)
         t2 = time.perf_counter()
         compiled = lowered.compile()
         t3 = time.perf_counter()
@@ -640,7 +640,10 @@ def compile_group(chain: Chain, seeds, reps, data, point_in, chunk: int):
         return traced, compiled
 
     traced, first = build(jax.jit(first_v, **jit_kw), seeds, reps, data, point_in)
-    state_shape = traced.out_info[0]  # (the traced program's outputs: no second trace for the shapes)
+    if traced is not None and hasattr(traced, "out_info"):  # the traced program's outputs: no second trace
+        state_shape = traced.out_info[0]
+    else:
+        state_shape = jax.eval_shape(first_v, seeds, reps, data, point_in)[0]
     state_shape = tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharded), state_shape)
     advance = None
     if chunk > 0:

@@ -111,3 +111,26 @@ def test_rerunning_a_multirun_skips_finished_jobs_and_resumes_the_killed_one(tmp
     assert (sweep_dir / "0" / "summary.json").stat().st_mtime_ns == finished_at  # not run again
     pd.testing.assert_frame_equal(pd.read_parquet(sweep_dir / "1" / "metrics.parquet"), reference)
     assert sorted(set(load_sweep(sweep_dir)["job"])) == ["0", "1"]
+
+
+def test_a_checkpoint_of_another_layout_is_refused_in_one_line(tmp_path):
+    """A checkpoint whose replicate group holds other rows, or whose state lacks an entry this run carries (another
+    version of collapse grouped replicates or carried state differently), is refused by name; a matching one
+    loads."""
+    import jax
+    import numpy as np
+
+    from collapse.checkpoint import CheckpointError, Checkpointer
+
+    state = {"params": np.zeros((4, 3), np.float32), "k": np.zeros(4, np.uint32)}
+    rows = [{"var_ratio": np.ones((4, 2)), "_samples": np.ones((2, 2, 5))}]
+    ck = Checkpointer(tmp_path / "checkpoint", every=1, digest="d")
+    ck.save(0, 1, state, rows)
+    shape = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
+    assert Checkpointer(tmp_path / "checkpoint", 1, "d").load(0, shape)[0] == 1
+    fewer = {k: jax.ShapeDtypeStruct((2,) + v.shape[1:], v.dtype) for k, v in shape.items()}
+    with pytest.raises(CheckpointError, match="another layout.*rows of 'var_ratio': 4, this run's group has 2"):
+        Checkpointer(tmp_path / "checkpoint", 1, "d").load(0, fewer)
+    more = {**shape, "sample_prep": jax.ShapeDtypeStruct((4, 7), np.float32)}
+    with pytest.raises(CheckpointError, match="state entries missing, e.g. 'sample_prep'"):
+        Checkpointer(tmp_path / "checkpoint", 1, "d").load(0, more)

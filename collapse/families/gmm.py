@@ -186,13 +186,14 @@ def _responsibilities_2d(x0, x1, w, params):
     mx = jnp.max(lp, 0)
     mx = jnp.where(jnp.isfinite(mx), mx, 0.0)
     lse = mx + jnp.log(jnp.sum(jnp.exp(lp - mx[None]), 0))
-    return jnp.exp(lp - lse[None]) * w[None], d0, d1
+    return jnp.where(w[None] > 0, jnp.exp(lp - lse[None]) * w[None], 0.0), d0, d1  # masked rows: exactly 0
 
 
 def _em_step_2d(x0, x1, w, params, reg) -> dict:
     """One EM iteration for d = 2 (same EM as :func:`_em_step_general`, element-wise), rows from
-    :func:`_split_2d`. Moments about the previous means m_k: delta = sum r d / N_k, new mean m_k + delta,
-    new cov = sum r d d^T / N_k - delta delta^T + reg I."""
+    :func:`_split_2d`. With d = x - m_k (the previous means): delta = sum r d / N_k, new mean m_k + delta,
+    new cov = sum r e e^T / N_k + reg I with e = d - delta = x - new mean (two passes: no cancellation when a
+    mean moves far compared with the component's spread)."""
     dt = x0.dtype
     means, covs = params["means"], params["covs"]
     n_eff = jnp.sum(w)
@@ -202,9 +203,10 @@ def _em_step_2d(x0, x1, w, params, reg) -> dict:
     inv = 1.0 / jnp.where(empty, 1.0, nk)
     g0 = jnp.sum(r * d0, 1) * inv
     g1 = jnp.sum(r * d1, 1) * inv
-    c00 = jnp.sum(r * d0 * d0, 1) * inv - g0 * g0 + reg
-    c01 = jnp.sum(r * d0 * d1, 1) * inv - g0 * g1
-    c11 = jnp.sum(r * d1 * d1, 1) * inv - g1 * g1 + reg
+    e0, e1 = d0 - g0[:, None], d1 - g1[:, None]
+    c00 = jnp.sum(r * e0 * e0, 1) * inv + reg
+    c01 = jnp.sum(r * e0 * e1, 1) * inv
+    c11 = jnp.sum(r * e1 * e1, 1) * inv + reg
     keep = empty | ~ls.chol_ok2(*ls.cholesky2(c00, c01, c11))
     new_means = means + jnp.stack([g0, g1], 1)
     new_covs = jnp.stack([jnp.stack([c00, c01], 1), jnp.stack([c01, c11], 1)], 1)

@@ -28,7 +28,7 @@ class MetricFns:
     param_names: tuple[str, ...]
     sample_names: tuple[str, ...]
     param_fn: Callable  # (key, params, truth, heldout[, gen0_params]) -> dict
-    sample_fn: Callable  # (key, params, truth, heldout) -> dict
+    sample_fn: Callable  # (key, params, truth, heldout, prepared=None) -> dict
     needs_gen0: bool = False  # param_fn also takes the generation-0 params
     draw_fn: Callable | None = None  # (key, params, truth) -> model draws kept as the ``_samples`` artifact
     draw_every_kept: bool = False  # draws at every kept generation (wandb histograms), else at sampled ones
