@@ -38,16 +38,12 @@ with api.precision_context(cfg):
     source, family, spec, metrics = api.prepare(cfg)
     out["build_s"] = time.perf_counter() - t1
     data = tree_map(jnp.asarray, dict(source.data or {}))
-    sample_reps = cfg.replicates if cfg.metrics.sample_replicates < 0 else cfg.metrics.sample_replicates
-    groups = E.replicate_groups(cfg.replicates, sample_reps if metrics.sample_names else 0,
+    groups = E.replicate_groups(cfg.replicates, api.sample_replicates(cfg) if metrics.sample_names else 0,
                                 metrics.draw_fn is not None)
-    steps = spec.generations - 1
-    chunk = -(-steps // max(1, min(cfg.engine.chunks, steps))) if steps > 0 else 0
-    for ids, with_samples, with_draws in groups:
+    _, chunk = E.chunking(spec.generations - 1, cfg.engine.chunks)
+    for ids, with_samples, with_draws in groups:  # (a single run: one point, one device)
         chain = E.Chain(source, family, spec, metrics, with_samples, frozenset(), with_draws)
-        rows = {"replicate": ids.astype(np.uint32), "seed": np.full(len(ids), cfg.seed % 2**32, np.uint32),
-                "n_real": np.full(len(ids), spec.n_real, np.int32),
-                "scale": np.full(len(ids), spec.scale, np.dtype(spec.dtype))}
+        _, rows = E.group_rows(ids, np.full(1, cfg.seed), {}, 1, spec)
         point = {k: rows[k] for k in E.POINT_VALUES}
         _, _, _, st = E.compile_group(chain, rows["seed"], rows["replicate"], data, point, chunk)
         out["programs"] += 2 if chunk else 1

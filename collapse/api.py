@@ -271,10 +271,15 @@ def phases(t0: float, t_setup: float, t_engine: float, t_summary: float, t_refer
             "groups": eng.groups or []}
 
 
+def sample_replicates(cfg) -> int:
+    """The replicates with sample-based metrics: ``metrics.sample_replicates``, all of them for -1."""
+    return cfg.replicates if cfg.metrics.sample_replicates < 0 else cfg.metrics.sample_replicates
+
+
 def _run_engine(cfg, run_dir, quiet, source, family, spec, metrics, points=None):
     """Write the config (so an interrupted run can be resumed from its folder), then run the chains with
     checkpoints every ``checkpoint.every`` generations when there is a run directory."""
-    sample_reps = cfg.replicates if cfg.metrics.sample_replicates < 0 else cfg.metrics.sample_replicates
+    sample_reps = sample_replicates(cfg)
     ckpt = None
     if run_dir is not None:
         from collapse.runs import write_config

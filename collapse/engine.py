@@ -653,6 +653,25 @@ def compile_group(chain: Chain, seeds, reps, data, point_in, chunk: int):
     return first, advance, state_shape, stages
 
 
+def chunking(steps: int, chunks: int) -> tuple[int, int]:
+    """(compiled calls, generations per call) for ``steps`` generations after generation 0 in at most ``chunks``
+    calls (``engine.chunks``): (0, 0) when there are none."""
+    n_chunks = max(1, min(chunks, steps)) if steps > 0 else 0
+    return n_chunks, (math.ceil(steps / n_chunks) if steps > 0 else 0)
+
+
+def group_rows(ids: np.ndarray, seeds: np.ndarray, points: dict, n_points: int, spec: LoopSpec):
+    """(point of each row, the rows' inputs {replicate, seed, n_real, scale}) of one replicate group: every
+    replicate of ``ids`` once per sweep point (point-major); seeds are taken modulo 2^32."""
+    row_point = np.repeat(np.arange(n_points), len(ids))
+    rows_in = {"replicate": np.tile(ids, n_points).astype(np.uint32),
+               "seed": (seeds[row_point] % 2**32).astype(np.uint32)}
+    for name, default in (("n_real", spec.n_real), ("scale", spec.scale)):
+        values = points.get(name, np.full(n_points, default))
+        rows_in[name] = np.asarray(values)[row_point].astype(np.int32 if name == "n_real" else np.dtype(spec.dtype))
+    return row_point, rows_in
+
+
 DRAWS_SPLIT_MIN = 64  # runs with at least this many replicates draw the kept model draws in a group of their own
 
 
@@ -692,8 +711,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
 
     g_total = spec.generations
     steps = g_total - 1
-    n_chunks = max(1, min(chunks, steps)) if steps > 0 else 0
-    chunk = math.ceil(steps / n_chunks) if steps > 0 else 0
+    n_chunks, chunk = chunking(steps, chunks)
     kept = np.array([g for g in range(g_total) if g % spec.every == 0 or g == g_total - 1])
 
     compile_s = run_s = 0.0
@@ -703,12 +721,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     data = tree_map(jnp.asarray, dict(source.data or {}))
     for gi, (ids, with_samples, with_draws) in enumerate(groups):
         chain = Chain(source, family, spec, metrics, with_samples, dynamic, with_draws)
-        row_point = np.repeat(np.arange(n_points), len(ids))
-        rows_in = {"replicate": np.tile(ids, n_points).astype(np.uint32),
-                   "seed": (seeds[row_point] % 2**32).astype(np.uint32)}  # seeds are taken modulo 2^32
-        for name, default in (("n_real", spec.n_real), ("scale", spec.scale)):
-            values = points.get(name, np.full(n_points, default))
-            rows_in[name] = np.asarray(values)[row_point].astype(np.int32 if name == "n_real" else np.dtype(spec.dtype))
+        row_point, rows_in = group_rows(ids, seeds, points, n_points, spec)
         sharded_rows = shard_rows(rows_in)
         reps, seed_arr = sharded_rows["replicate"], sharded_rows["seed"]
         point_in = {k: sharded_rows[k] for k in POINT_VALUES}
