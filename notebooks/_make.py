@@ -1,4 +1,4 @@
-"""Writes the notebooks of this folder (without outputs): ``python notebooks/_make.py``.
+"""Writes the notebooks of this folder (without outputs): ``python notebooks/_make.py [folder]``.
 
 Edit the cells here, rerun, and commit the .ipynb files. ``tests/test_notebooks.py`` executes every notebook with
 ``COLLAPSE_NOTEBOOK_QUICK=1`` (small sizes) and checks that the committed files carry no outputs.
@@ -94,8 +94,8 @@ final  # last generation: replicate mean, 95% t-interval, and the closed form wh
     code('''
 with P.paper_style():
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.6), layout="constrained")
-P.metric_curve(res.run_dir, "var_ratio", ax=axes[0])
-P.metric_curve(res.run_dir, "mean_err", ax=axes[1])
+P.metric_curve(res.run_dir, "var_ratio", stat="mean", ax=axes[0])
+P.metric_curve(res.run_dir, "mean_err", stat="mean", ax=axes[1])
 fig'''),
     md(r"""
 **Mean vs typical chain.** The mean `var_ratio` follows $((M-1)/M)^{g+1}$, but it is carried by a few chains
@@ -557,8 +557,9 @@ beside the usual quality, diversity and tail metrics.
     setup("""
 R = 50 if QUICK else 500   # replicate chains per rule
 G = 15 if QUICK else 100   # generations
+# the panels below show no sample-based metric (precision, vendi, ...): they are not computed
 BASE = [f"replicates={R}", f"generations={G}", "loop.samples=100", "metrics.reward_mean=true",
-        "metrics.sample_every=10", "quiet=true"]"""),
+        "metrics.sample_based=false", "quiet=true"]"""),
     md(r"""
 ## Every rule on one fully synthetic Gaussian chain
 
@@ -590,7 +591,7 @@ quadratic features, real held-out points vs. the candidates) estimates it from d
 close to the exact ratio for Gaussian chains:
 """),
     code("""
-SCORES = ["model_loglik", "true_loglik", "density_ratio", "detector"]
+SCORES = ["density_ratio", "detector"] if QUICK else ["model_loglik", "true_loglik", "density_ratio", "detector"]
 imp = pd.concat([collapse.simulate(*BASE, "curation=importance", f"curation.score={s}").metrics.assign(score=s)
                  for s in SCORES], ignore_index=True)
 P.panel(imp, ["var_ratio", "mean_err"], by="score", logy=["var_ratio"])"""),
@@ -606,11 +607,12 @@ worth knowing: the repetitive text no longer visits most contexts, whose rows fa
 near-uniform law, which is closer to the truth than the collapsed rows were.)
 """),
     code("""
+TEXT_SCORES = ["true_loglik"] if QUICK else ["model_loglik", "true_loglik", "reward"]  # QUICK: the test size
 TEXT = ["experiment=curation_markov", f"replicates={2 if QUICK else 10}",
         f"generations={4 if QUICK else 20}", "quiet=true"]
 text = pd.concat([collapse.simulate(*TEXT, "curation=none").metrics.assign(score="none (uncurated)")] +
                  [collapse.simulate(*TEXT, f"curation.score={s}").metrics.assign(score=s)
-                  for s in ["model_loglik", "true_loglik", "reward"]], ignore_index=True)
+                  for s in TEXT_SCORES], ignore_index=True)
 P.panel(text, ["kl_true", "distinct_4", "reward_mean", "ppl_real"], by="score")"""),
     md("""
 ## From the command line
@@ -647,14 +649,16 @@ def build(cells) -> nbformat.NotebookNode:
     return nb
 
 
-def main() -> None:
+def main(folder: Path = HERE) -> None:
     for name, cells in NOTEBOOKS.items():
         nb = build(cells)
         for i, cell in enumerate(nb.cells):  # stable ids keep diffs small
             cell["id"] = f"{Path(name).stem[:2]}-{i:02d}"
         nbformat.validate(nb)
-        nbformat.write(nb, HERE / name)
+        nbformat.write(nb, Path(folder) / name)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)

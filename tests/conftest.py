@@ -2,12 +2,46 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def _suite_compile_cache() -> str | None:
+    """Point collapse's persistent compilation cache at a folder of this test session only.
+
+    The controller (or a run without xdist) makes a new empty folder before anything imports collapse; its
+    xdist workers and every subprocess a test starts (CLI runs, notebook kernels, launchers) inherit
+    ``COLLAPSE_CACHE_DIR``, so a program compiled by one test is loaded, not recompiled, by the next that
+    builds the same program. The suite therefore starts cold whatever the machine's own cache holds (its
+    time is the cold time) and leaves nothing behind (:func:`pytest_unconfigure` removes the folder).
+    ``COLLAPSE_TEST_CACHE_DIR=<folder>`` keeps a cache between sessions instead (a developer's warm runs).
+    Returns the folder this process owns, if any."""
+    keep = os.environ.get("COLLAPSE_TEST_CACHE_DIR")
+    if keep:
+        os.environ["COLLAPSE_CACHE_DIR"] = keep
+        return None
+    shared = os.environ.get("COLLAPSE_SUITE_CACHE_DIR")  # set by the controller, inherited by its workers
+    if shared and os.path.isdir(shared):
+        os.environ["COLLAPSE_CACHE_DIR"] = shared
+        return None
+    folder = tempfile.mkdtemp(prefix="collapse-test-cache-")
+    os.environ["COLLAPSE_CACHE_DIR"] = os.environ["COLLAPSE_SUITE_CACHE_DIR"] = folder
+    return folder
+
+
+_OWNED_CACHE = _suite_compile_cache()
+
+
+def pytest_unconfigure(config):
+    if _OWNED_CACHE:
+        shutil.rmtree(_OWNED_CACHE, ignore_errors=True)
+
 
 import collapse  # noqa: E402
 from collapse.theory import theory_curves  # noqa: E402

@@ -38,6 +38,18 @@ def test_committed_without_outputs(path):
     assert "COLLAPSE_NOTEBOOK_QUICK" in code[0].source, f"{path.name}: the first code cell must read the quick switch"
 
 
+def test_committed_notebooks_are_what_the_generator_writes(tmp_path):
+    """notebooks/_make.py is their source: an edit made to an .ipynb alone would be lost at the next rebuild."""
+    import subprocess
+
+    subprocess.run([sys.executable, str(NOTEBOOK_DIR / "_make.py"), str(tmp_path)], check=True)
+    for path in NOTEBOOKS:
+        made = nbformat.read(tmp_path / path.name, as_version=4)
+        committed = nbformat.read(path, as_version=4)
+        assert [(c.cell_type, c.source) for c in made.cells] == [(c.cell_type, c.source) for c in committed.cells], (
+            f"{path.name} differs from what notebooks/_make.py writes: edit _make.py and rerun it")
+
+
 @pytest.fixture(scope="session")
 def kernel_path(tmp_path_factory) -> Path:
     """A JUPYTER_PATH entry holding a ``python3`` kernelspec that runs this interpreter."""
