@@ -46,8 +46,9 @@ def pytest_unconfigure(config):
 import collapse  # noqa: E402
 from collapse.theory import theory_curves  # noqa: E402
 
-# Small sizes used across tests: sample-based metrics off unless a test needs them.
-FAST = ("metrics.sample_based=false", "quiet=true")
+# Small sizes used across tests: sample-based metrics off unless a test needs them, and no kept model draws
+# (samples.npz), which a run of >= 64 replicates would draw in a program of their own (one more compile).
+FAST = ("metrics.sample_based=false", "metrics.draws=0", "quiet=true")
 
 
 def crash_after_saves(monkeypatch, n: int) -> None:

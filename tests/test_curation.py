@@ -16,7 +16,7 @@ from collapse.cli import main
 from collapse.curation import detector as det, select as sel
 
 CLI = str(Path(sys.executable).parent / "collapse")
-FAST = ["quiet=true", "metrics.sample_based=false", "loop.samples=100", "replicates=200"]
+FAST = ["quiet=true", "metrics.sample_based=false", "metrics.draws=0", "loop.samples=100", "replicates=200"]
 
 
 def _final(df, col, g=None):
@@ -107,7 +107,8 @@ def test_detector_learns_the_gaussian_log_ratio(newton, monkeypatch):
 
 # ----- the engine ------------------------------------------------------------------------------------------
 def test_none_reproduces_the_uncurated_engine_exactly():
-    base = ["generations=6", "replicates=8", "metrics.sample_replicates=2", "metrics.sample_every=5"]
+    # every replicate with sample metrics: one replicate group, one pair of programs per run
+    base = ["generations=6", "replicates=3", "metrics.sample_replicates=3", "metrics.sample_every=5"]
     plain = collapse.simulate(*base).metrics
     with_reward = collapse.simulate(*base, "curation=none", "metrics.reward_mean=true").metrics
     assert list(with_reward.columns.drop(["accept_rate", "reward_mean"])) == list(plain.columns)
