@@ -1,12 +1,15 @@
 """Durable progress of a running experiment, so a killed run resumes where it stopped.
 
 Layout: ``<run dir>/checkpoint/`` holds, per replicate group ``i``, ``group<i>.npz`` (the chain state after the
-last saved chunk of generations — model parameters, RNG keys, data pools, running statistics — and the metric rows
-so far) and ``progress.json`` (``{"digest": ..., "groups": {"<i>": {"chunks_done": c, "finished": bool}}}``),
-written last. Every file is written to a temporary name, flushed, fsync'ed and renamed, so a crash (even SIGKILL)
-leaves the previous durable state intact; the arrays are plain ``.npz`` read with ``allow_pickle=False``. RNG keys
-are stored as their raw key data. Resuming re-enters the same compiled program with the same state, so the
-metrics equal those of an uninterrupted run.
+last saved chunk of generations — model parameters, RNG keys, data pools, running statistics —, the metric rows
+so far, and its own progress: the config digest, chunks done, finished) and ``progress.json``
+(``{"digest": ..., "groups": {"<i>": {"chunks_done": c, "finished": bool}}}``), an index for people and tools,
+written after it. Every file is written to a temporary name, flushed, fsync'ed and renamed, so a crash (even
+SIGKILL) leaves the previous durable state intact. Resuming reads the progress from the group file itself, so a
+crash between the two renames (a new group file, an old index) still resumes from the state and rows that file
+holds, never from a mix of two chunks. The arrays are plain ``.npz`` read with ``allow_pickle=False``; RNG keys are
+stored as their raw key data. Resuming re-enters the same compiled program with the same state, so the metrics
+equal those of an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numpy as np
 
 ROWS = "rows::"
 STATE = "state::"
+META = "meta::"  # the group file's own progress: digest, chunks_done, finished
 
 
 class CheckpointError(OSError):
@@ -67,6 +71,9 @@ class Checkpointer:
                 arrays[STATE + _path_str(path)] = np.asarray(arr)
         for k in rows[0]:
             arrays[ROWS + k] = np.concatenate([r[k] for r in rows], axis=1)
+        arrays[META + "digest"] = np.array(self.digest)
+        arrays[META + "chunks_done"] = np.array(chunks_done, dtype=np.int64)
+        arrays[META + "finished"] = np.array(finished)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             _fsync_write(self.folder / f"group{group}.npz", lambda fh: np.savez(fh, **arrays))
@@ -79,13 +86,24 @@ class Checkpointer:
 
     # ----- loading -------------------------------------------------------------------------------------------
     def load(self, group: int, state_shape) -> Optional[tuple[int, bool, Any, dict]]:
-        """(chunks_done, finished, state or None, rows {name: (replicates, kept so far)}) of ``group``, or None."""
-        info = self.progress["groups"].get(str(group))
+        """(chunks_done, finished, state or None, rows {name: (replicates, kept so far)}) of ``group``, or None.
+
+        The progress comes from the group file itself (``progress.json`` may lag it by one save after a crash);
+        a group file of another config (another digest) is not this run's and is ignored."""
         f = self.folder / f"group{group}.npz"
-        if info is None or not f.is_file():
+        if not f.is_file():
             return None
         with np.load(f, allow_pickle=False) as z:
             stored = {k: z[k] for k in z.files}
+        if META + "chunks_done" in stored:
+            if str(stored[META + "digest"]) != self.digest:
+                return None
+            info = {"chunks_done": int(stored[META + "chunks_done"]), "finished": bool(stored[META + "finished"])}
+        else:  # written before group files carried their progress: the index is all there is
+            info = self.progress["groups"].get(str(group))
+            if info is None:
+                return None
+        self.progress["groups"][str(group)] = info
         rows = {k[len(ROWS):]: v for k, v in stored.items() if k.startswith(ROWS)}
         self._check_layout(group, stored, rows, state_shape, info["finished"])
         state = None

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 ARGS = ["engine.path=samples", "replicates=1000", "loop.samples=2000", "generations=200", "engine.chunks=20",
-        "metrics.sample_based=false", "checkpoint.every=1", "quiet=true"]
+        "metrics.sample_based=false", "metrics.draws=0", "checkpoint.every=1", "quiet=true"]
 CLI = str(Path(sys.executable).parent / "collapse")
 
 
@@ -134,3 +134,33 @@ def test_a_checkpoint_of_another_layout_is_refused_in_one_line(tmp_path):
     more = {**shape, "sample_prep": jax.ShapeDtypeStruct((4, 7), np.float32)}
     with pytest.raises(CheckpointError, match="state entries missing, e.g. 'sample_prep'"):
         Checkpointer(tmp_path / "checkpoint", 1, "d").load(0, more)
+
+
+def test_a_crash_between_the_group_file_and_the_index_resumes_from_the_group_file(tmp_path, monkeypatch):
+    """SIGKILL can land after a save renamed ``group0.npz`` but before it renamed ``progress.json``: the index then
+    lags the group file by one chunk. Resuming must take the chunk count from the group file (its state and rows
+    belong together), so the finished table equals an uninterrupted run's."""
+    from collapse import checkpoint as ckpt
+    from collapse import config as C
+    from collapse.api import run
+
+    common = ["replicates=4", "generations=12", "engine.chunks=6", "checkpoint.every=1", "metrics.sample_based=false",
+              "metrics.draws=0", "quiet=true"]
+    reference = run(C.compose(common), run_dir=tmp_path / "full").metrics
+    write, calls = ckpt._fsync_write, {"index": 0}
+
+    def dies_before_the_third_index(path, body):
+        if path.name == "progress.json":
+            calls["index"] += 1
+            if calls["index"] == 3:  # the third group file is durable, its index entry never is
+                raise KeyboardInterrupt
+        write(path, body)
+
+    monkeypatch.setattr(ckpt, "_fsync_write", dies_before_the_third_index)
+    with pytest.raises(KeyboardInterrupt):
+        run(C.compose(common), run_dir=tmp_path / "killed")
+    monkeypatch.undo()
+    index = json.loads((tmp_path / "killed" / "checkpoint" / "progress.json").read_text())
+    assert index["groups"]["0"]["chunks_done"] == 2  # the index lags: the group file holds 3 chunks
+    resumed = run(C.compose(common), run_dir=tmp_path / "killed")
+    pd.testing.assert_frame_equal(resumed.metrics, reference)
