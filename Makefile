@@ -14,15 +14,20 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,text]'
 	touch $@
 
+# the tests also compare collapse's language models with Hugging Face transformers (PyTorch, CPU build)
+$(BIN)/.parity: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev,text,parity]'
+	touch $@
+
 install: $(BIN)/.installed
 
 run: install
 	$(BIN)/collapse $(ARGS)
 
-test: install
+test: install $(BIN)/.parity
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install $(BIN)/.parity
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 bench: install

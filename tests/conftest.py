@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # transformers (the parity tests) never reaches for the Hub
 
 
 def _suite_compile_cache() -> str | None:
