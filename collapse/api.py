@@ -418,7 +418,7 @@ def text_samples(source, eng) -> list[dict]:
                     if seg[0] < 0:  # a skipped generation
                         continue
                     out.append({"replicate": int(rep), "generation": int(g), "index": i,
-                                "text": detokenize(seg, info["vocab"], info["level"])})
+                                "text": detokenize(seg, info["vocab"], info["level"], info.get("tokenizer"))})
     return out
 
 

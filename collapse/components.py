@@ -49,13 +49,16 @@ class FamilySpec:
     """A model family: the source labels it ``fits`` (kinds or traits), ``check(cfg, source_spec)`` of the
     ``model.*`` keys it owns (and of how they combine with the source and loop), ``build(cfg, source) -> Family``,
     and optionally ``context(cfg)``: the number of previous tokens the model conditions on when finite (an n-gram:
-    order - 1), so a Markov-chain source can precompute its exact truth for that context."""
+    order - 1), so a Markov-chain source can precompute its exact truth for that context; and ``tokenizer(cfg)``:
+    the path of the ``tokenizer.json`` the model reads text with (a pretrained LM), so a text source tokenizes its
+    corpus with it."""
 
     name: str
     fits: tuple[str, ...]
     check: Callable[[Any, Any], None]
     build: Callable[[Any, Any], Any]
     context: Optional[Callable[[Any], int]] = None
+    tokenizer: Optional[Callable[[Any], str]] = None
 
     def can_fit(self, source: SourceSpec) -> bool:
         return bool(set(self.fits) & set(source.labels))

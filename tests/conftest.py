@@ -37,6 +37,8 @@ def _suite_compile_cache() -> str | None:
 
 
 _OWNED_CACHE = _suite_compile_cache()
+# token ids of corpora under model tokenizers (model=pretrained) go to the suite's folder too, never ~/.cache
+os.environ.setdefault("COLLAPSE_TOKEN_CACHE_DIR", os.path.join(os.environ["COLLAPSE_CACHE_DIR"], "tokens"))
 
 
 def pytest_unconfigure(config):

@@ -81,9 +81,26 @@ def _build(model: str, source: str, extra: tuple[str, ...]):
     return cfg, overrides
 
 
+@pytest.fixture(scope="module")
+def lm_checkpoint(tmp_path_factory) -> tuple[str, ...]:
+    """model=pretrained: a tiny random GPT-2 in the Hugging Face layout, with a BPE tokenizer of 300 ids."""
+    from collapse.lm import hf_config, save_model
+    from collapse.lm.tokenizer import train_bpe
+    from collapse.lm.weights import build_model
+    from collapse.text.corpus import load_text
+
+    folder = tmp_path_factory.mktemp("contract_lm")
+    train_bpe([load_text("stdlib")[:100_000]], 300, folder / "tokenizer.json")
+    raw = {"architectures": ["GPT2LMHeadModel"], "vocab_size": 300, "n_embd": 16, "n_layer": 1, "n_head": 2,
+           "n_positions": 16}
+    save_model(build_model(hf_config.parse_config(raw)), folder)
+    return (f"model.path={folder}", "model.steps=3", "model.batch=8", "model.warmup=1")
+
+
 @pytest.mark.parametrize("model,source", _pairs())
-def test_family_contract(model, source, image_files):
-    cfg, overrides = _build(model, source, image_files.get(source, ()))
+def test_family_contract(model, source, image_files, request):
+    extra = image_files.get(source, ()) + (request.getfixturevalue("lm_checkpoint") if model == "pretrained" else ())
+    cfg, overrides = _build(model, source, extra)
     with precision_context(cfg):
         src = C.build_source(cfg)
         fam = C.build_family(cfg, src)

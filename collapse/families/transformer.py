@@ -31,7 +31,7 @@ from collapse.errors import ConfigError
 from collapse.run_settings import decoding_of, dtype_of, prompt_length
 from collapse.families.base import Family
 from collapse.families.training import adamw, tail_mean, train
-from collapse.text.decoding import Decoding, sample_token
+from collapse.text.decoding import Decoding, sample_segments
 
 
 class _Block(nn.Module):
@@ -146,23 +146,8 @@ def transformer(vocab: int, segment: int, layers: int = 2, d_model: int = 64, he
         dh = d_model // heads
         cache = [(jnp.zeros((m, heads, context, dh), dtype), jnp.zeros((m, heads, context, dh), dtype))
                  for _ in range(layers)]
-        forced = prompts if prompts is not None else jnp.zeros((m, 0), jnp.int32)
-        P = forced.shape[1]
-        forced = jnp.concatenate([forced.astype(jnp.int32), jnp.zeros((m, L - P), jnp.int32)], 1)
-
-        def body(carry, xs):
-            prev_tok, seen, cache = carry
-            pos, k = xs
-            logits, cache = net.apply(variables, prev_tok, pos, cache, method=TinyGPT.step)
-            drawn = jax.vmap(lambda kk, lg, s: sample_token(kk, lg, s, decoding))(
-                jax.random.split(k, m), logits, seen).astype(jnp.int32)
-            tok = jnp.where(pos < P, forced[:, pos], drawn)
-            seen = seen.at[jnp.arange(m), tok].set(True)
-            return (tok, seen, cache), tok
-
-        carry0 = (jnp.full((m,), V, jnp.int32), jnp.zeros((m, V), bool), cache)
-        _, toks = jax.lax.scan(body, carry0, (jnp.arange(L), jax.random.split(key, L)))
-        return toks.T
+        return sample_segments(key, lambda tok, pos, c: net.apply(variables, tok, pos, c, method=TinyGPT.step),
+                               cache, m, L, V, V, prompts, decoding)
 
     def log_prob(params, tokens):
         return token_logp(params["net"], tokens)

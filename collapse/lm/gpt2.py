@@ -11,14 +11,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from collapse.lm.hf_config import LMConfig
-from collapse.lm.layers import ACT, DecoderLM, Embedding, LayerNorm, Linear, self_attention
+from collapse.lm.layers import ACT, DecoderLM, Embedding, LayerNorm, Linear, LoraSpec, lora_of, self_attention
 
 
 class _Attention(nnx.Module):
-    def __init__(self, c: LMConfig, dtype, rngs):
+    def __init__(self, c: LMConfig, dtype, rngs, lora):
         self.heads, self.dh = c.num_heads, c.head_dim
-        self.c_attn = Linear(c.hidden_size, 3 * c.hidden_size, bias=True, layout="in_out", dtype=dtype, rngs=rngs)
-        self.c_proj = Linear(c.hidden_size, c.hidden_size, bias=True, layout="in_out", dtype=dtype, rngs=rngs)
+        lin = dict(bias=True, layout="in_out", dtype=dtype, rngs=rngs, lora=lora)
+        self.c_attn = Linear(c.hidden_size, 3 * c.hidden_size, **lin)
+        self.c_proj = Linear(c.hidden_size, c.hidden_size, **lin)
 
     def __call__(self, x, positions, cache_kv=None, start=0):
         B, T, d = x.shape
@@ -29,21 +30,22 @@ class _Attention(nnx.Module):
 
 
 class _MLP(nnx.Module):
-    def __init__(self, c: LMConfig, dtype, rngs):
+    def __init__(self, c: LMConfig, dtype, rngs, lora):
         self.act = ACT[c.activation]
-        self.c_fc = Linear(c.hidden_size, c.intermediate_size, bias=True, layout="in_out", dtype=dtype, rngs=rngs)
-        self.c_proj = Linear(c.intermediate_size, c.hidden_size, bias=True, layout="in_out", dtype=dtype, rngs=rngs)
+        lin = dict(bias=True, layout="in_out", dtype=dtype, rngs=rngs, lora=lora)
+        self.c_fc = Linear(c.hidden_size, c.intermediate_size, **lin)
+        self.c_proj = Linear(c.intermediate_size, c.hidden_size, **lin)
 
     def __call__(self, x):
         return self.c_proj(self.act(self.c_fc(x)))
 
 
 class _Block(nnx.Module):
-    def __init__(self, c: LMConfig, dtype, rngs):
+    def __init__(self, c: LMConfig, dtype, rngs, lora: LoraSpec | None):
         self.ln_1 = LayerNorm(c.hidden_size, c.norm_eps, dtype=dtype)
-        self.attn = _Attention(c, dtype, rngs)
+        self.attn = _Attention(c, dtype, rngs, lora_of(lora, "attention"))
         self.ln_2 = LayerNorm(c.hidden_size, c.norm_eps, dtype=dtype)
-        self.mlp = _MLP(c, dtype, rngs)
+        self.mlp = _MLP(c, dtype, rngs, lora_of(lora, "mlp"))
 
     def __call__(self, x, positions, cache_kv=None, start=0):
         a, cache_kv = self.attn(self.ln_1(x), positions, cache_kv, start)
@@ -52,10 +54,10 @@ class _Block(nnx.Module):
 
 
 class _Backbone(nnx.Module):
-    def __init__(self, c: LMConfig, dtype, rngs):
+    def __init__(self, c: LMConfig, dtype, rngs, lora):
         self.wte = Embedding(c.vocab_size, c.hidden_size, dtype=dtype, rngs=rngs)
         self.wpe = Embedding(c.max_positions, c.hidden_size, dtype=dtype, rngs=rngs)
-        self.h = nnx.List([_Block(c, dtype, rngs) for _ in range(c.num_layers)])
+        self.h = nnx.List([_Block(c, dtype, rngs, lora) for _ in range(c.num_layers)])
         self.ln_f = LayerNorm(c.hidden_size, c.norm_eps, dtype=dtype)
 
 
@@ -64,10 +66,11 @@ class GPT2(DecoderLM):
     ``model.extend(ids, start, cache)`` -> (logits, cache) for ids at positions start.. with a key-value cache
     from :meth:`init_cache`."""
 
-    def __init__(self, config: LMConfig, *, dtype=jnp.float32, compute_dtype=None, rngs: nnx.Rngs):
+    def __init__(self, config: LMConfig, *, dtype=jnp.float32, compute_dtype=None, rngs: nnx.Rngs,
+                 lora: LoraSpec | None = None):
         self.config = config
         self.compute_dtype = compute_dtype or dtype
-        self.transformer = _Backbone(config, dtype, rngs)
+        self.transformer = _Backbone(config, dtype, rngs, lora)
 
     def _run(self, ids, start, cache):
         tf = self.transformer

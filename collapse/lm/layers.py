@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -34,17 +35,55 @@ def _normal(rngs: nnx.Rngs, shape, dtype, std: float = 0.02):
     return std * jax.random.normal(rngs.params(), shape, dtype)
 
 
+@dataclass(frozen=True)
+class LoraSpec:
+    """Low-rank adapters: ``rank`` r, ``alpha`` (the update is scaled by alpha / r) and ``targets``: the projections
+    that get them, ``attention`` (q, k, v, o; GPT-2's c_attn and c_proj) and / or ``mlp``."""
+
+    rank: int
+    alpha: float
+    targets: tuple[str, ...] = ("attention",)
+
+
+def lora_of(spec: LoraSpec | None, part: str) -> tuple[int, float] | None:
+    return (spec.rank, spec.alpha) if spec is not None and part in spec.targets else None
+
+
+class LoraParam(nnx.Param):
+    """A low-rank adapter matrix (``lora_a`` (in, r), ``lora_b`` (r, out)): not a Hugging Face tensor."""
+
+
 class Linear(nnx.Module):
-    def __init__(self, n_in: int, n_out: int, *, bias: bool, layout: str, dtype, rngs: nnx.Rngs):
+    """``lora``: (rank r, alpha) adds y += (alpha / r) (x A) B with adapters A (in, r) ~ N(0, 1 / in) and B (r, out) = 0
+    (LoRA, Hu et al. 2021): the layer starts as the pretrained one and only A, B need training."""
+
+    def __init__(self, n_in: int, n_out: int, *, bias: bool, layout: str, dtype, rngs: nnx.Rngs,
+                 lora: tuple[int, float] | None = None):
         self.layout = layout
         shape = (n_out, n_in) if layout == "out_in" else (n_in, n_out)
         self.weight = nnx.Param(_normal(rngs, shape, dtype))
         self.bias = nnx.Param(jnp.zeros((n_out,), dtype)) if bias else None
+        self.lora_scale = None
+        if lora:
+            rank, alpha = lora
+            self.lora_scale = alpha / rank
+            self.lora_a = LoraParam(_normal(rngs, (n_in, rank), dtype, 1.0 / math.sqrt(n_in)))
+            self.lora_b = LoraParam(jnp.zeros((rank, n_out), dtype))
 
     def __call__(self, x):
         w = self.weight[...].astype(x.dtype)
         y = x @ (w.T if self.layout == "out_in" else w)
+        if self.lora_scale is not None:
+            y = y + self.lora_scale * ((x @ self.lora_a[...].astype(x.dtype)) @ self.lora_b[...].astype(x.dtype))
         return y if self.bias is None else y + self.bias[...].astype(x.dtype)
+
+    def merged_weight(self):
+        """The weight with the adapters folded in, in the Hugging Face layout."""
+        w = self.weight[...]
+        if self.lora_scale is None:
+            return w
+        delta = self.lora_scale * (self.lora_a[...] @ self.lora_b[...])  # (in, out)
+        return w + (delta.T if self.layout == "out_in" else delta)
 
 
 class Embedding(nnx.Module):

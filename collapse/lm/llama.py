@@ -14,14 +14,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from collapse.lm.hf_config import LMConfig
-from collapse.lm.layers import (DecoderLM, Embedding, Linear, RMSNorm, apply_rope, rope_frequencies,
-                                self_attention)
+from collapse.lm.layers import (DecoderLM, Embedding, Linear, LoraSpec, RMSNorm, apply_rope, lora_of,
+                                rope_frequencies, self_attention)
 
 
 class _Attention(nnx.Module):
-    def __init__(self, c: LMConfig, dtype, rngs):
+    def __init__(self, c: LMConfig, dtype, rngs, lora):
         self.heads, self.kv_heads, self.dh = c.num_heads, c.num_kv_heads, c.head_dim
-        lin = dict(layout="out_in", dtype=dtype, rngs=rngs)
+        lin = dict(layout="out_in", dtype=dtype, rngs=rngs, lora=lora)
         self.q_proj = Linear(c.hidden_size, c.num_heads * c.head_dim, bias=c.qkv_bias, **lin)
         self.k_proj = Linear(c.hidden_size, c.num_kv_heads * c.head_dim, bias=c.qkv_bias, **lin)
         self.v_proj = Linear(c.hidden_size, c.num_kv_heads * c.head_dim, bias=c.qkv_bias, **lin)
@@ -37,8 +37,8 @@ class _Attention(nnx.Module):
 
 
 class _MLP(nnx.Module):
-    def __init__(self, c: LMConfig, dtype, rngs):
-        lin = dict(bias=c.mlp_bias, layout="out_in", dtype=dtype, rngs=rngs)
+    def __init__(self, c: LMConfig, dtype, rngs, lora):
+        lin = dict(bias=c.mlp_bias, layout="out_in", dtype=dtype, rngs=rngs, lora=lora)
         self.gate_proj = Linear(c.hidden_size, c.intermediate_size, **lin)
         self.up_proj = Linear(c.hidden_size, c.intermediate_size, **lin)
         self.down_proj = Linear(c.intermediate_size, c.hidden_size, **lin)
@@ -48,11 +48,11 @@ class _MLP(nnx.Module):
 
 
 class _Layer(nnx.Module):
-    def __init__(self, c: LMConfig, dtype, rngs):
+    def __init__(self, c: LMConfig, dtype, rngs, lora: LoraSpec | None):
         self.input_layernorm = RMSNorm(c.hidden_size, c.norm_eps, dtype=dtype)
-        self.self_attn = _Attention(c, dtype, rngs)
+        self.self_attn = _Attention(c, dtype, rngs, lora_of(lora, "attention"))
         self.post_attention_layernorm = RMSNorm(c.hidden_size, c.norm_eps, dtype=dtype)
-        self.mlp = _MLP(c, dtype, rngs)
+        self.mlp = _MLP(c, dtype, rngs, lora_of(lora, "mlp"))
 
     def __call__(self, x, positions, inv_freq, cache_kv=None, start=0):
         a, cache_kv = self.self_attn(self.input_layernorm(x), positions, inv_freq, cache_kv, start)
@@ -61,9 +61,9 @@ class _Layer(nnx.Module):
 
 
 class _Backbone(nnx.Module):
-    def __init__(self, c: LMConfig, dtype, rngs):
+    def __init__(self, c: LMConfig, dtype, rngs, lora):
         self.embed_tokens = Embedding(c.vocab_size, c.hidden_size, dtype=dtype, rngs=rngs)
-        self.layers = nnx.List([_Layer(c, dtype, rngs) for _ in range(c.num_layers)])
+        self.layers = nnx.List([_Layer(c, dtype, rngs, lora) for _ in range(c.num_layers)])
         self.norm = RMSNorm(c.hidden_size, c.norm_eps, dtype=dtype)
 
 
@@ -71,10 +71,11 @@ class Llama(DecoderLM):
     """``Llama(config, dtype=..., compute_dtype=..., rngs=...)``: ``model(ids)`` -> logits (B, T, V) (float32);
     ``model.extend(ids, start, cache)`` -> (logits, cache) with a key-value cache from :meth:`init_cache`."""
 
-    def __init__(self, config: LMConfig, *, dtype=jnp.float32, compute_dtype=None, rngs: nnx.Rngs):
+    def __init__(self, config: LMConfig, *, dtype=jnp.float32, compute_dtype=None, rngs: nnx.Rngs,
+                 lora: LoraSpec | None = None):
         self.config = config
         self.compute_dtype = compute_dtype or dtype
-        self.model = _Backbone(config, dtype, rngs)
+        self.model = _Backbone(config, dtype, rngs, lora)
         self.lm_head = None if config.tie_embeddings else Linear(config.hidden_size, config.vocab_size, bias=False,
                                                                   layout="out_in", dtype=dtype, rngs=rngs)
 

@@ -24,6 +24,7 @@ from flax import nnx
 
 from collapse.lm.gpt2 import GPT2
 from collapse.lm.hf_config import CheckpointError, LMConfig, read_config
+from collapse.lm.layers import LoraSpec
 from collapse.lm.llama import Llama
 
 MODELS: dict[str, Callable[..., nnx.Module]] = {"gpt2": GPT2, "llama": Llama}
@@ -31,9 +32,11 @@ _BUFFERS = re.compile(r"(^|\.)attn\.(bias|masked_bias)$|rotary_emb\.inv_freq$")
 _GPT2_TOP = ("wte.", "wpe.", "h.", "ln_f.")
 
 
-def build_model(config: LMConfig, *, dtype=jnp.float32, compute_dtype=None, seed: int = 0) -> nnx.Module:
-    """A randomly initialised model of ``config`` (normal(0, 0.02) weights, unit norms, zero biases)."""
-    return MODELS[config.arch](config, dtype=dtype, compute_dtype=compute_dtype, rngs=nnx.Rngs(seed))
+def build_model(config: LMConfig, *, dtype=jnp.float32, compute_dtype=None, seed: int = 0,
+                lora: LoraSpec | None = None) -> nnx.Module:
+    """A randomly initialised model of ``config`` (normal(0, 0.02) weights, unit norms, zero biases), with
+    low-rank adapters where ``lora`` says."""
+    return MODELS[config.arch](config, dtype=dtype, compute_dtype=compute_dtype, rngs=nnx.Rngs(seed), lora=lora)
 
 
 def key_of(path) -> str:

@@ -51,7 +51,7 @@ def text(corpus: Corpus, heldout: int, prompt: int, dtype=jnp.float32) -> Source
 
     return Source("text", "text", corpus.vocab_size, init, sample, log_prob=None,
                   covariates=covariates if prompt > 0 else None, data=data, real_batch=ordered_real_batch, segment=L,
-                  info={"prompt": prompt, "vocab": corpus.vocab, "level": corpus.level,
+                  info={"prompt": prompt, "vocab": corpus.vocab, "level": corpus.level, "tokenizer": corpus.tokenizer,
                         "corpus_tokens": corpus.tokens_total, "segments_heldout": len(corpus.heldout),
                         "segments_train0": len(corpus.train0), "segments_fresh": len(corpus.fresh)})
 
@@ -110,10 +110,15 @@ def build(cfg) -> Source:
     from collapse.run_settings import dtype_of, prompt_length, text_units
     from collapse.text.corpus import CorpusError, build_corpus
 
+    from collapse import components
+
     s = cfg.source
     units, n_real = text_units(cfg)
+    family = components.find("model", cfg.model)
+    tokenizer = family.tokenizer(cfg) if family.tokenizer is not None else None  # a pretrained model's own
     try:
-        corpus = build_corpus(s.corpus, s.level, s.vocab_size, s.segment, float(s.heldout_share), units, cfg.seed)
+        corpus = build_corpus(s.corpus, s.level, s.vocab_size, s.segment, float(s.heldout_share), units, cfg.seed,
+                              tokenizer=tokenizer)
     except CorpusError as exc:
         raise ConfigError(exc.key, exc.value, exc.allowed) from None
     need = (cfg.generations - 1) * n_real if cfg.loop.real == "fresh" else 0
@@ -129,4 +134,4 @@ def build(cfg) -> Source:
     return text(corpus, int(cfg.metrics.heldout), prompt_length(cfg), dtype_of(cfg))
 
 
-SOURCE = SourceSpec("text", "text", check, build)
+SOURCE = SourceSpec("text", "text", check, build, traits=("corpus",))  # real text: model=pretrained fits it

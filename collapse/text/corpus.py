@@ -9,7 +9,12 @@ Corpora (``source.corpus``)
 Tokens (``source.level``)
 - ``char``: one token per character.
 - ``word``: lower-cased words and single punctuation marks (regex ``\\w+|[^\\w\\s]``); detokenised with spaces.
-Either level keeps the ``vocab_size - 1`` most frequent types (ties: first occurrence) plus ``<unk>`` when the
+- a pretrained model's tokenizer (``model=pretrained``: level ``tokenizer``): the whole text encoded by its
+  ``tokenizer.json`` (no special tokens added), ids as the tokenizer numbers them (not by frequency), the
+  vocabulary every id the tokenizer has, no ``<unk>``; decoded by the tokenizer. The ids are cached on disk
+  (``$COLLAPSE_TOKEN_CACHE_DIR``, default ``~/.cache/collapse/tokens``; ``off`` disables) under the SHA-256 of
+  the text and of ``tokenizer.json``.
+The char and word levels keep the ``vocab_size - 1`` most frequent types (ties: first occurrence) plus ``<unk>`` when the
 corpus has more than ``vocab_size`` types; otherwise every type, without ``<unk>``. Type ids are ordered by
 frequency (0 = most frequent).
 
@@ -21,6 +26,7 @@ fresh pool that ``loop.real=fresh`` reads in order, never reusing a segment.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +98,10 @@ def split_tokens(text: str, level: str) -> list[str]:
     return WORD_RE.findall(text.lower())
 
 
-def detokenize(ids, vocab: list[str], level: str) -> str:
-    """Text of token ids (words joined by spaces at word level)."""
+def detokenize(ids, vocab: list[str], level: str, tokenizer: str | None = None) -> str:
+    """Text of token ids (words joined by spaces at word level; a model tokenizer's own decoding)."""
+    if level == "tokenizer":
+        return _tokenizer_at(tokenizer).decode(ids)
     sep = "" if level == "char" else " "
     return sep.join(vocab[int(i)] for i in ids)
 
@@ -110,6 +118,7 @@ class Corpus:
     fresh: np.ndarray
     real_counts: np.ndarray  # (V,) token counts of the non-held-out text (<unk> set to 0)
     tokens_total: int
+    tokenizer: str | None = None  # tokenizer.json of level "tokenizer"
 
     @property
     def vocab_size(self) -> int:
@@ -117,9 +126,13 @@ class Corpus:
 
 
 def build_corpus(corpus: str, level: str, vocab_size: int, segment: int, heldout_share: float, train_segments: int,
-                 seed: int) -> Corpus:
-    """Tokenise ``corpus`` and split it (see the module docstring). Raises :class:`CorpusError`."""
-    ids, vocab, unk = _encode(corpus, level, vocab_size)
+                 seed: int, tokenizer: str | None = None) -> Corpus:
+    """Tokenise ``corpus`` and split it (see the module docstring); ``tokenizer``: the path of a model's
+    ``tokenizer.json`` (then ``level`` and ``vocab_size`` are not used). Raises :class:`CorpusError`."""
+    if tokenizer is not None:
+        ids, vocab, unk, level = _encode_with(corpus, str(tokenizer)) + ("tokenizer",)
+    else:
+        ids, vocab, unk = _encode(corpus, level, vocab_size)
     n_seg = len(ids) // segment
     if n_seg < 3:
         raise CorpusError("source.segment", segment, f"leaves {n_seg} segments of the {len(ids)}-token corpus; "
@@ -137,7 +150,44 @@ def build_corpus(corpus: str, level: str, vocab_size: int, segment: int, heldout
     if unk >= 0:
         counts[unk] = 0.0
     return Corpus(vocab, level, unk, segs[:n_held], segs[n_held:n_held + train_segments],
-                  segs[n_held + train_segments:], counts, len(ids))
+                  segs[n_held + train_segments:], counts, len(ids), None if tokenizer is None else str(tokenizer))
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer_at(path: str):
+    from collapse.lm.tokenizer import read_tokenizer_file
+
+    return read_tokenizer_file(path)
+
+
+def token_cache_dir() -> Path | None:
+    where = os.environ.get("COLLAPSE_TOKEN_CACHE_DIR", str(Path.home() / ".cache" / "collapse" / "tokens"))
+    return None if where == "off" else Path(where)
+
+
+@functools.lru_cache(maxsize=4)
+def _encode_with(corpus: str, tokenizer: str) -> tuple[np.ndarray, list[str], int]:
+    """(ids, vocabulary strings, -1) of ``corpus`` under a model tokenizer, through the on-disk cache."""
+    import hashlib
+
+    text = load_text(corpus)
+    tok = _tokenizer_at(tokenizer)
+    folder = token_cache_dir()
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:20] + "-" + tok.fingerprint[:20]
+    cached = folder / f"{key}.npy" if folder is not None else None
+    if cached is not None and cached.is_file():
+        ids = np.load(cached, allow_pickle=False)
+    else:
+        ids = np.asarray(tok.encode(text), dtype=np.int32)
+        if cached is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, ids)
+            os.replace(tmp, cached)  # atomic: concurrent runs never read half a file
+    if len(ids) < 2:
+        raise CorpusError("source.corpus", corpus, f"has {len(ids)} tokens under {tokenizer}")
+    return ids, tok.token_strings(), -1
 
 
 @functools.lru_cache(maxsize=4)

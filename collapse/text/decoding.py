@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["Decoding", "process_logits", "sample_token", "token_probs"]
+__all__ = ["Decoding", "process_logits", "sample_token", "token_probs", "sample_segments"]
 
 #: Top-p rounding tolerance, in machine epsilons of the logits' dtype: the
 #: cumulative mass counts as having reached ``p`` once it is ``>= p - tol``
@@ -180,3 +180,28 @@ def token_probs(logits: jax.Array, seen: jax.Array | None, d: Decoding) -> jax.A
     For ``T = 0`` this is the one-hot of the (penalised) argmax.
     """
     return jax.nn.softmax(process_logits(logits, seen, d), axis=-1)
+
+
+def sample_segments(key, step, cache, m: int, length: int, vocab: int, start_token: int, prompts,
+                    decoding: Decoding):
+    """``m`` segments of ``length`` tokens, one position at a time: ``step(prev_tokens (m,), pos, cache) ->
+    (logits (m, vocab), cache)`` is the model with its key-value cache; position 0 reads ``start_token``.
+    With ``prompts`` (m, P), positions < P are the prompt (fed, not sampled). The repetition penalty's ``seen``
+    mask covers the tokens of each segment so far. Returns (m, length) int32."""
+    forced = prompts if prompts is not None else jnp.zeros((m, 0), jnp.int32)
+    P = forced.shape[1]
+    forced = jnp.concatenate([forced.astype(jnp.int32), jnp.zeros((m, length - P), jnp.int32)], 1)
+
+    def body(carry, xs):
+        prev_tok, seen, cache = carry
+        pos, k = xs
+        logits, cache = step(prev_tok, pos, cache)
+        drawn = jax.vmap(lambda kk, lg, s: sample_token(kk, lg, s, decoding))(
+            jax.random.split(k, m), logits, seen).astype(jnp.int32)
+        tok = jnp.where(pos < P, forced[:, pos], drawn)
+        seen = seen.at[jnp.arange(m), tok].set(True)
+        return (tok, seen, cache), tok
+
+    carry0 = (jnp.full((m,), start_token, jnp.int32), jnp.zeros((m, vocab), bool), cache)
+    _, toks = jax.lax.scan(body, carry0, (jnp.arange(length), jax.random.split(key, length)))
+    return toks.T

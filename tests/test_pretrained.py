@@ -1,0 +1,166 @@
+"""model=pretrained: a Hugging Face checkpoint fine-tuned generation after generation on its own text.
+
+The checkpoints are tiny random GPT-2 and Llama models that collapse writes in the Hugging Face layout (the
+parity tests show ``transformers`` loads such a folder with the same logits), with a byte-level BPE tokenizer
+trained here on the King James Bible; no PyTorch is needed.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from collapse.lm import hf_config, save_model
+from collapse.lm.tokenizer import load_tokenizer, train_bpe
+from collapse.lm.weights import build_model
+
+CLI = str(Path(sys.executable).parent / "collapse")
+TOKENS = 400
+GPT2 = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": TOKENS, "n_embd": 32, "n_layer": 2,
+        "n_head": 4, "n_positions": 64, "bos_token_id": 0, "eos_token_id": 0}
+LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": TOKENS + 16, "hidden_size": 32,
+         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 48,
+         "max_position_embeddings": 64, "bos_token_id": 0, "eos_token_id": 0}
+RUN = ["source=text", "source.corpus=kjv", "model=pretrained", "source.segment=32", "loop.samples=1024",
+       "model.steps=8", "model.batch=4", "model.lr=1e-3", "metrics.sample_based=false", "quiet=true"]
+
+
+def _kjv_head() -> str:
+    from collapse.text.corpus import load_text
+
+    return load_text("kjv")[:200_000]
+
+
+def _checkpoint(folder: Path, raw: dict, tokens: int = TOKENS) -> Path:
+    train_bpe([_kjv_head()], tokens, folder / "tokenizer.json")
+    save_model(build_model(hf_config.parse_config(raw), seed=3), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("gpt2"), GPT2)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("llama"), LLAMA)
+
+
+def _cli(args, cwd):
+    return subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_a_three_generation_chain_on_kjv_from_the_cli(gpt2, tmp_path):
+    p = _cli([*RUN, f"model.path={gpt2}", "generations=3", "replicates=2", "name=lm"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    (run,) = [s.parent for s in (tmp_path / "runs" / "lm").rglob("summary.json")]
+    df = pd.read_parquet(run / "metrics.parquet")
+    assert sorted(set(df["generation"])) == [0, 1, 2] and sorted(set(df["replicate"])) == [0, 1]
+    text_metrics = ["ppl_real", "token_entropy", "distinct_4", "vocab_coverage", "rare_mass", "zipf_slope", "repetition",
+                    "ppl_gen0_q50"]
+    assert all(np.isfinite(df[m]).all() for m in text_metrics), df[text_metrics]
+    tok = load_tokenizer(gpt2)
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert {s["generation"] for s in samples} == {0, 1, 2} and all(s["text"] for s in samples)
+    # the samples are the tokenizer's own decoding: re-encoding gives segments of the run's length
+    assert all(len(tok.encode(s["text"])) >= 16 for s in samples[:5])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished"
+
+
+def _family(folder: Path, **kw):
+    from collapse.families.pretrained import pretrained
+
+    return pretrained(folder, load_tokenizer(folder).vocab_size, 32, steps=6, batch=4, lr=1e-2, **kw)
+
+
+def _data(folder: Path, n: int = 16) -> jnp.ndarray:
+    ids = np.asarray(load_tokenizer(folder).encode(_kjv_head()[:20_000]), np.int32)
+    return jnp.asarray(ids[: n * 32].reshape(n, 32))
+
+
+def test_lora_trains_the_adapters_only_and_full_fine_tuning_every_weight(llama):
+    from collapse.lm import load_model
+    from collapse.lm.functional import flat_params
+
+    base = flat_params(load_model(llama)[0])
+    data, mask = _data(llama), jnp.ones(16, bool)
+    lora = _family(llama, lora_rank=4, lora_targets=("attention",))
+    params = jax.jit(lambda k: lora.fit(k, data, mask, None))(jax.random.key(0))
+    assert sorted(params["w"]) and all(k.endswith(("lora_a", "lora_b")) for k in params["w"])
+    assert {k.rsplit(".", 2)[-2] for k in params["w"]} == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert all(float(jnp.abs(v).max()) > 0 for k, v in params["w"].items() if k.endswith("lora_b"))  # trained
+    full = _family(llama)
+    fitted = jax.jit(lambda k: full.fit(k, data, mask, None))(jax.random.key(0))["w"]
+    assert sorted(fitted) == sorted(base)
+    changed = [k for k in base if not np.array_equal(np.asarray(fitted[k]), np.asarray(base[k]))]
+    assert len(changed) == len(base), sorted(set(base) - set(changed))
+
+
+def test_init_pretrained_starts_every_generation_from_the_checkpoint_and_warm_start_does_not(gpt2):
+    data, mask, key = _data(gpt2), jnp.ones(16, bool), jax.random.key(1)
+    fam = _family(gpt2, init="pretrained")
+    gen0 = jax.jit(lambda k: fam.fit(k, data, mask, None))(key)
+    again = jax.jit(lambda k, p: fam.fit(k, data, mask, p))(key, gen0)  # prev is ignored
+    assert all(np.array_equal(np.asarray(again["w"][k]), np.asarray(gen0["w"][k])) for k in gen0["w"])
+    warm = _family(gpt2, init="warm_start")
+    cont = jax.jit(lambda k, p: warm.fit(k, data, mask, p))(key, gen0)
+    assert any(not np.array_equal(np.asarray(cont["w"][k]), np.asarray(gen0["w"][k])) for k in gen0["w"])
+    assert fam.warm_from == "previous" and _family(gpt2, init="gen0").warm_from == "gen0"
+
+
+def test_the_llama_family_runs_in_process_with_lora_and_a_real_prefix(llama):
+    import collapse
+
+    res = collapse.simulate(*RUN, f"model.path={llama}", "generations=2", "replicates=2", "model.lora.rank=2",
+                            "sampling.prompt=real_prefix", "sampling.prompt_length=4", "sampling.temperature=0.8",
+                            "sampling.top_k=50")
+    df = res.metrics
+    assert len(df) == 4 and np.isfinite(df["ppl_real"]).all()
+    first = [s for s in res.samples if s["generation"] == 1]
+    assert first and all(s["text"] for s in first)
+
+
+def test_text_is_tokenized_by_the_checkpoints_tokenizer_and_cached(gpt2, tmp_path, monkeypatch):
+    from collapse.text import corpus as C
+
+    monkeypatch.setenv("COLLAPSE_TOKEN_CACHE_DIR", str(tmp_path / "tokens"))
+    C._encode_with.cache_clear()
+    tok_path = str(gpt2 / "tokenizer.json")
+    corpus = C.build_corpus("stdlib", "char", 10, 32, 0.1, 8, seed=0, tokenizer=tok_path)
+    tok = load_tokenizer(gpt2)
+    assert corpus.level == "tokenizer" and corpus.vocab_size == tok.vocab_size == TOKENS and corpus.unk == -1
+    assert corpus.tokens_total == len(tok.encode(C.load_text("stdlib")))
+    (cached,) = (tmp_path / "tokens").glob("*.npy")
+    assert tok.fingerprint[:20] in cached.name
+    C._encode_with.cache_clear()
+    again = C.build_corpus("stdlib", "char", 10, 32, 0.1, 8, seed=0, tokenizer=tok_path)
+    assert np.array_equal(again.train0, corpus.train0)
+    assert C.detokenize(corpus.heldout[0], corpus.vocab, corpus.level, tok_path) == tok.decode(corpus.heldout[0])
+
+
+def test_bad_model_folders_are_one_line_naming_model_path(gpt2, tmp_path):
+    bigger = _checkpoint(tmp_path / "mismatch", {**GPT2, "vocab_size": 300}, tokens=TOKENS)
+    cases = [
+        ([f"model.path={tmp_path / 'nowhere'}"], "is not a folder"),
+        ([], "model.path=None: must be a Hugging Face model folder"),
+        ([f"model.path={bigger}"], "has 400 token ids but the model's vocab_size is 300"),
+        ([f"model.path={gpt2}", "source=markov"], "model='pretrained': cannot fit source=markov"),  # (no corpus)
+        ([f"model.path={gpt2}", "source.segment=80"], "must be <= the model's 64 positions"),
+    ]
+    for extra, message in cases:
+        base = [a for a in RUN if not a.startswith("source.corpus")] if "source=markov" in extra else RUN
+        base = [a for a in base if a != "source=text"] if "source=markov" in extra else base
+        p = _cli([*base, *extra, "generations=2", "replicates=1"], tmp_path)
+        assert p.returncode == 2, (extra, p.stderr)
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (extra, p.stderr)
+        assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("summary.json"))
