@@ -155,6 +155,7 @@ def test_bad_model_folders_are_one_line_naming_model_path(gpt2, tmp_path):
         ([f"model.path={bigger}"], "has 400 token ids but the model's vocab_size is 300"),
         ([f"model.path={gpt2}", "source=markov"], "model='pretrained': cannot fit source=markov"),  # (no corpus)
         ([f"model.path={gpt2}", "source.segment=80"], "must be <= the model's 64 positions"),
+        ([f"model.path={gpt2}", "model.memory_limit_gb=0.001"], "replicates=1: model=pretrained needs about"),
     ]
     for extra, message in cases:
         base = [a for a in RUN if not a.startswith("source.corpus")] if "source=markov" in extra else RUN
@@ -164,3 +165,20 @@ def test_bad_model_folders_are_one_line_naming_model_path(gpt2, tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (extra, p.stderr)
         assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("summary.json"))
+
+
+def test_the_memory_estimate_counts_the_parameters_of_each_architecture_exactly(tmp_path):
+    from collapse.lm.functional import pure_lm
+    from collapse.lm.layers import LoraSpec
+    from collapse.lm.memory import lora_count, parameter_count
+    from collapse.lm.weights import key_of
+
+    qwen = {**LLAMA, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "tie_word_embeddings": True}
+    for raw in (GPT2, LLAMA, qwen):
+        c = hf_config.parse_config(raw)
+        lm = pure_lm(c, lora=LoraSpec(3, 8.0, ("attention", "mlp")))
+        sizes = {key_of(p): int(np.prod(v.shape)) for p, v in lm.template}
+        base = sum(n for k, n in sizes.items() if "lora" not in k)
+        adapters = sum(n for k, n in sizes.items() if "lora" in k)
+        assert parameter_count(c) == base, raw["model_type"]
+        assert lora_count(c, 3, ("attention", "mlp")) == adapters, raw["model_type"]

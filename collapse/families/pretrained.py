@@ -135,6 +135,38 @@ def check(cfg, source: SourceSpec) -> None:
     targets = list(cfg.model.lora.targets)
     if not targets or any(t not in ("attention", "mlp") for t in targets):
         raise ConfigError("model.lora.targets", targets, "must be a non-empty list of attention and/or mlp")
+    check_memory(cfg, config)
+
+
+def check_memory(cfg, config) -> None:
+    """Refuse, before compiling, a run whose estimated memory (:mod:`collapse.lm.memory`) exceeds 90% of
+    ``model.memory_limit_gb`` (``auto``: the device's memory; replicates are split over the devices)."""
+    import math
+
+    import jax
+
+    from collapse.lm import memory
+
+    m = cfg.model
+    limit = m.get("memory_limit_gb", "auto")
+    if limit == "auto":
+        limit_bytes, what = memory.device_limit_bytes()
+    else:
+        checks.number(cfg, "model.memory_limit_gb", 0.0, lo_open=True, allowed="must be auto or a number of GiB > 0")
+        limit_bytes, what = float(limit) * 2**30, "model.memory_limit_gb"
+    seg = cfg.source.segment
+    est = memory.estimate(config, batch=m.batch, segment=seg, samples_per_generation=cfg.loop.samples // seg,
+                          lora_rank=m.lora.rank, lora_targets=tuple(m.lora.targets), init=m.init,
+                          bytes_per_float=8 if cfg.precision == "float64" else 4)
+    per_device = math.ceil(cfg.replicates / len(jax.devices()))
+    need = est.total(per_device)
+    if need > 0.9 * limit_bytes:
+        parts = ", ".join(f"{k} {memory.gib(v)}" for k, v in est.parts.items())
+        raise ConfigError("replicates", cfg.replicates,
+                          f"model=pretrained needs about {memory.gib(need)} per device ({memory.gib(est.shared)} "
+                          f"checkpoint + {per_device} x {memory.gib(est.per_replicate)}: {parts}) but {what} is "
+                          f"{memory.gib(limit_bytes)}; lower replicates, model.batch or loop.samples, use "
+                          "model.lora.rank > 0, or set model.memory_limit_gb")
 
 
 def tokenizer_of(cfg) -> str:
