@@ -182,3 +182,27 @@ def test_the_memory_estimate_counts_the_parameters_of_each_architecture_exactly(
         adapters = sum(n for k, n in sizes.items() if "lora" in k)
         assert parameter_count(c) == base, raw["model_type"]
         assert lora_count(c, 3, ("attention", "mlp")) == adapters, raw["model_type"]
+
+
+def test_collapse_pretrain_trains_a_base_model_that_loads_and_beats_its_start(tmp_path):
+    from collapse.lm import load_model
+
+    out = tmp_path / "base"
+    exe = str(Path(sys.executable).parent / "collapse-pretrain")
+    args = ["--corpus", "stdlib", "--out", str(out), "--vocab", "300", "--layers", "1", "--d-model", "32", "--heads",
+            "2", "--context", "32", "--steps", "60", "--batch", "8", "--log-every", "20"]
+    p = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "step 60/60" in p.stdout and "held-out ppl" in p.stdout
+    info = json.loads((out / "pretrain.json").read_text())
+    assert [c["step"] for c in info["curve"]] == [20, 40, 60]
+    assert info["heldout_ppl"] < 0.5 * 300  # a uniform model's perplexity is the vocabulary size, 300
+    assert info["curve"][-1]["heldout_ppl"] < info["curve"][0]["heldout_ppl"]
+    model, config = load_model(out)
+    assert config.vocab_size == 300 and config.max_positions == 32
+    assert load_tokenizer(out).vocab_size == 300
+    again = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "already holds a model" in again.stderr
+    bad = subprocess.run([exe, "--out", str(tmp_path / "b"), "--vocab", "100"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == ("collapse-pretrain: error: --vocab=100: must be >= 257 "
+                                                          "(256 bytes + <|endoftext|>)")
