@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_gaussian.py
 	$(BIN)/python benchmarks/bench_gmm.py
 	$(BIN)/python benchmarks/bench_transformer.py
+	$(BIN)/python benchmarks/bench_lm.py
 	$(BIN)/python benchmarks/bench_vae.py
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_curation.py
