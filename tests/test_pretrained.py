@@ -206,3 +206,22 @@ def test_collapse_pretrain_trains_a_base_model_that_loads_and_beats_its_start(tm
     bad = subprocess.run([exe, "--out", str(tmp_path / "b"), "--vocab", "100"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == ("collapse-pretrain: error: --vocab=100: must be >= 257 "
                                                           "(256 bytes + <|endoftext|>)")
+
+
+def test_a_lora_model_is_exported_with_its_adapters_folded_into_the_weights(llama, tmp_path):
+    """save_model of an adapted model writes only Hugging Face keys, and the written model computes the adapted
+    model's logits."""
+    from collapse.lm import load_model
+    from collapse.lm.functional import flat_params, pure_lm
+    from collapse.lm.layers import LoraSpec
+
+    base, config = load_model(llama)
+    lm = pure_lm(config, lora=LoraSpec(2, 4.0, ("attention", "mlp")))
+    adapters = {k: 0.1 * jax.random.normal(jax.random.fold_in(jax.random.key(0), i), v.shape)
+                for i, (k, v) in enumerate(lm.init_lora(jax.random.key(1)).items())}
+    adapted = lm.bind({**flat_params(base), **adapters})
+    ids = jnp.asarray(_data(llama, 2)[:, :16])
+    assert not np.allclose(np.asarray(adapted(ids)), np.asarray(base(ids)), atol=1e-3)  # the adapters matter
+    save_model(adapted, tmp_path / "merged")
+    again, _ = load_model(tmp_path / "merged")  # (an adapter key would be refused as unknown)
+    np.testing.assert_allclose(np.asarray(again(ids)), np.asarray(adapted(ids)), atol=1e-5, rtol=0)

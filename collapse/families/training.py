@@ -26,6 +26,14 @@ def adamw(lr: float, steps: int, warmup: int, weight_decay: float = 0.0) -> opta
 def train(loss_fn: Callable[[Any, Any, Any], jax.Array], params, data, mask, key, steps: int, batch: int,
           opt: optax.GradientTransformation):
     """Minimise ``loss_fn(params, minibatch, key)``; returns (params, per-step losses (steps,))."""
+    params, _, losses = train_more(loss_fn, params, opt.init(params), data, mask, key, steps, batch, opt)
+    return params, losses
+
+
+def train_more(loss_fn: Callable[[Any, Any, Any], jax.Array], params, opt_state, data, mask, key, steps: int,
+               batch: int, opt: optax.GradientTransformation):
+    """``steps`` more optimizer steps from ``opt_state`` (the schedule goes on where it stopped); returns
+    (params, opt_state, per-step losses (steps,))."""
     cum = jnp.cumsum(mask.astype(jnp.int32))  # rows u + 1 of the valid ones: first index with cum >= u + 1
 
     def step(carry, k):
@@ -37,8 +45,8 @@ def train(loss_fn: Callable[[Any, Any, Any], jax.Array], params, data, mask, key
         updates, state = opt.update(grads, state, p)
         return (optax.apply_updates(p, updates), state), loss
 
-    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, steps))
-    return params, losses
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), jax.random.split(key, steps))
+    return params, opt_state, losses
 
 
 def draw_rows(key, cum, n: int):

@@ -57,25 +57,6 @@ class PureLM:
                 out[k] = jnp.zeros(shape, dtype)
         return out
 
-    def merged(self, params: Params) -> Params:
-        """The base keys only, adapters folded into their weights (what an exported folder holds)."""
-        if not self.lora_keys:
-            return {k: params[k] for k in self.base_keys}
-        model = self.bind(params)
-        out = {}
-        for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-            k = key_of(path)
-            if k in self.lora_keys:
-                continue
-            if path[-1] == "weight" and k[: -len("weight")] + "lora_a" in self.lora_keys:
-                layer = model
-                for part in path[:-1]:
-                    layer = layer[part] if isinstance(part, int) else getattr(layer, part)
-                out[k] = layer.merged_weight()
-            else:
-                out[k] = var[...]
-        return out
-
 
 def pure_lm(config: LMConfig, *, dtype=jnp.float32, compute_dtype=None, lora: LoraSpec | None = None) -> PureLM:
     """The pure form of a model of ``config`` (nothing is initialised: shapes only)."""

@@ -46,7 +46,7 @@ def pretrain(corpus: str, out: str | Path, *, arch: str = "gpt2", vocab: int = 2
     import jax.numpy as jnp
     import numpy as np
 
-    from collapse.families.training import adamw
+    from collapse.families.training import adamw, train_more
     from collapse.families.transformer import shift_right
     from collapse.lm.functional import flat_params, pure_lm
     from collapse.lm.hf_config import parse_config
@@ -58,7 +58,7 @@ def pretrain(corpus: str, out: str | Path, *, arch: str = "gpt2", vocab: int = 2
     t0 = time.perf_counter()
     text = load_text(corpus)
     tok = train_bpe([text], vocab, out / "tokenizer.json")
-    end_id = tok._tok.token_to_id("<|endoftext|>")
+    end_id = tok.token_id("<|endoftext|>")
     split = build_corpus(corpus, "char", 2, context, heldout_share, 1, seed, tokenizer=str(out / "tokenizer.json"))
     train_rows = np.concatenate([split.train0, split.fresh])
     heldout = jnp.asarray(split.heldout[:256])
@@ -71,7 +71,7 @@ def pretrain(corpus: str, out: str | Path, *, arch: str = "gpt2", vocab: int = 2
     n_params = sum(int(np.prod(v.shape)) for v in params.values())
     opt = adamw(lr, steps, warmup, weight_decay)
 
-    def token_nll(p, x):
+    def token_nll(p, x, key=None):
         logp = jax.nn.log_softmax(lm.logits(p, shift_right(x, end_id)), -1)
         return -jnp.mean(jnp.take_along_axis(logp, x[..., None], -1))
 
@@ -79,7 +79,7 @@ def pretrain(corpus: str, out: str | Path, *, arch: str = "gpt2", vocab: int = 2
     mask = jnp.ones(len(train_rows), bool)
     chunk = max(1, min(log_every, steps))
     # one compiled chunk of optimizer steps; the schedule runs over all ``steps`` (the step count is carried)
-    run_chunk = jax.jit(lambda p, s, k: _steps(token_nll, p, s, data, mask, k, chunk, batch, opt))
+    run_chunk = jax.jit(lambda p, s, k: train_more(token_nll, p, s, data, mask, k, chunk, batch, opt))
     heldout_nll = jax.jit(token_nll)
     state = opt.init(params)
     curve = []
@@ -104,26 +104,6 @@ def pretrain(corpus: str, out: str | Path, *, arch: str = "gpt2", vocab: int = 2
     (out / "pretrain.json").write_text(json.dumps(info, indent=1) + "\n")
     echo(f"  wrote {out} (held-out ppl {info['heldout_ppl']:.2f}, {info['seconds']:.0f} s)")
     return info
-
-
-def _steps(loss_fn, params, state, data, mask, key, steps, batch, opt):
-    """``steps`` optimizer steps continuing ``state`` (so the learning-rate schedule goes on across chunks)."""
-    import jax
-    import optax
-
-    from collapse.families.training import draw_rows
-
-    cum = jax.numpy.cumsum(mask.astype(jax.numpy.int32))
-
-    def step(carry, k):
-        p, s = carry
-        mb = data[draw_rows(k, cum, batch)]
-        loss, grads = jax.value_and_grad(loss_fn)(p, mb)
-        updates, s = opt.update(grads, s, p)
-        return (optax.apply_updates(p, updates), s), loss
-
-    (params, state), losses = jax.lax.scan(step, (params, state), jax.random.split(key, steps))
-    return params, state, losses
 
 
 def main(argv=None) -> int:

@@ -27,6 +27,10 @@ class LMTokenizer:
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    def token_id(self, token: str) -> int | None:
+        """The id of a vocabulary entry (e.g. ``<|endoftext|>``), None if absent."""
+        return self._tok.token_to_id(token)
+
     def token_strings(self) -> list[str]:
         """The string of every id (its vocabulary entry), id order."""
         inv = {i: s for s, i in self._tok.get_vocab(with_added_tokens=True).items()}

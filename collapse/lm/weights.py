@@ -24,7 +24,7 @@ from flax import nnx
 
 from collapse.lm.gpt2 import GPT2
 from collapse.lm.hf_config import CheckpointError, LMConfig, read_config
-from collapse.lm.layers import LoraSpec
+from collapse.lm.layers import Linear, LoraParam, LoraSpec
 from collapse.lm.llama import Llama
 
 MODELS: dict[str, Callable[..., nnx.Module]] = {"gpt2": GPT2, "llama": Llama}
@@ -46,6 +46,23 @@ def key_of(path) -> str:
 def parameter_keys(model: nnx.Module) -> dict[str, tuple]:
     """{Hugging Face key: shape} of a model (or of its abstract ``nnx.eval_shape`` version)."""
     return {key_of(p): tuple(v.shape) for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+def hf_tensors(model: nnx.Module) -> dict[str, jax.Array]:
+    """{Hugging Face key: array} of a model, each LoRA-adapted weight with its adapters folded in
+    (W + (alpha / r) A B in the weight's layout) and the adapters themselves left out."""
+    out = {}
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        if isinstance(var, LoraParam):
+            continue
+        if path[-1] == "weight":
+            layer = model
+            for part in path[:-1]:
+                layer = layer[part] if isinstance(part, int) else getattr(layer, part)
+            out[key_of(path)] = layer.merged_weight() if isinstance(layer, Linear) else var[...]
+        else:
+            out[key_of(path)] = var[...]
+    return out
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -130,14 +147,14 @@ def load_model(folder: str | Path, *, dtype=jnp.float32, compute_dtype=None) -> 
 def save_model(model: nnx.Module, folder: str | Path, tokenizer_file: str | Path | None = None,
                dtype=np.float32) -> Path:
     """Write ``config.json``, ``model.safetensors`` (and a copy of ``tokenizer_file``) that ``transformers``'
-    ``AutoModelForCausalLM.from_pretrained(folder)`` loads; tied heads are not written twice."""
+    ``AutoModelForCausalLM.from_pretrained(folder)`` loads; tied heads are not written twice, low-rank adapters
+    are folded into their weights."""
     from safetensors.numpy import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config: LMConfig = model.config
-    tensors = {key_of(p): np.ascontiguousarray(np.asarray(v[...], dtype=dtype))
-               for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    tensors = {k: np.ascontiguousarray(np.asarray(v, dtype=dtype)) for k, v in hf_tensors(model).items()}
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     raw = dict(config.raw)
     raw["torch_dtype"] = np.dtype(dtype).name
@@ -145,8 +162,3 @@ def save_model(model: nnx.Module, folder: str | Path, tokenizer_file: str | Path
     if tokenizer_file is not None:
         shutil.copyfile(tokenizer_file, folder / "tokenizer.json")
     return folder
-
-
-def forward(model: nnx.Module, ids) -> jax.Array:
-    """Logits (B, T, V) float32 of ``ids`` (B, T) int: a full causal pass."""
-    return model(jnp.asarray(ids, jnp.int32))
