@@ -121,12 +121,28 @@ def test_the_llama_family_runs_in_process_with_lora_and_a_real_prefix(llama):
     import collapse
 
     res = collapse.simulate(*RUN, f"model.path={llama}", "generations=2", "replicates=2", "model.lora.rank=2",
-                            "sampling.prompt=real_prefix", "sampling.prompt_length=4", "sampling.temperature=0.8",
+                            "model.accumulate=2", "model.precision=bfloat16", "sampling.prompt=real_prefix", "sampling.prompt_length=4", "sampling.temperature=0.8",
                             "sampling.top_k=50")
     df = res.metrics
     assert len(df) == 4 and np.isfinite(df["ppl_real"]).all()
     first = [s for s in res.samples if s["generation"] == 1]
     assert first and all(s["text"] for s in first)
+
+
+def test_bfloat16_compute_keeps_float32_weights_and_stays_near_the_float32_fit(gpt2):
+    """model.precision=bfloat16 trains float32 weights through bfloat16 products: the fit's loss is within bfloat16
+    rounding of float32's (relative 3%) but not identical (the bfloat16 path ran); auto on CPU is float32 exactly."""
+    data, mask, key = _data(gpt2), jnp.ones(16, bool), jax.random.key(1)
+    fits = {p: jax.jit(lambda k, f=_family(gpt2, precision=p): f.fit(k, data, mask, None))(key)
+            for p in ("float32", "bfloat16", "auto")}
+    assert all(v.dtype == jnp.float32 for v in fits["bfloat16"]["w"].values())
+    l32, l16 = float(fits["float32"]["loss"]), float(fits["bfloat16"]["loss"])
+    assert l16 != l32 and abs(l16 - l32) < 0.03 * l32, (l16, l32)
+    assert all(np.array_equal(fits["auto"]["w"][k], fits["float32"]["w"][k]) for k in fits["float32"]["w"])
+    fam16 = _family(gpt2, precision="bfloat16")
+    lp16 = np.asarray(fam16.log_prob(fits["bfloat16"], data[:4]))
+    lp32 = np.asarray(_family(gpt2).log_prob(fits["bfloat16"], data[:4]))
+    assert lp16.dtype == np.float32 and 0 < np.abs(lp16 - lp32).mean() < 0.05
 
 
 def test_text_is_tokenized_by_the_checkpoints_tokenizer_and_cached(gpt2, tmp_path, monkeypatch):
@@ -156,6 +172,8 @@ def test_bad_model_folders_are_one_line_naming_model_path(gpt2, tmp_path):
         ([f"model.path={gpt2}", "source=markov"], "model='pretrained': cannot fit source=markov"),  # (no corpus)
         ([f"model.path={gpt2}", "source.segment=80"], "must be <= the model's 64 positions"),
         ([f"model.path={gpt2}", "model.memory_limit_gb=0.001"], "replicates=1: model=pretrained needs about"),
+        ([f"model.path={gpt2}", "model.precision=float16"], "model.precision='float16': must be one of"),
+        ([f"model.path={gpt2}", "model.accumulate=0"], "model.accumulate=0: must be an integer >= 1"),
     ]
     for extra, message in cases:
         base = [a for a in RUN if not a.startswith("source.corpus")] if "source=markov" in extra else RUN

@@ -9,13 +9,19 @@ padded embedding rows beyond them are never produced): log p(x_t) = z_{x_t} - lo
 tokenizer's vocabulary size.
 
 Fine-tuning (``fit``): ``steps`` AdamW steps (the shared schedule of :mod:`collapse.families.training`: linear
-warm-up, cosine decay to lr / 10, gradient clipped to norm 1) of mean token cross-entropy on ``batch`` segments
-drawn uniformly from the generation's training set. Start point (``model.init``): ``pretrained`` (the checkpoint's
-weights every generation: Shumailov et al. 2024), ``gen0`` (the generation-0 fine-tuned model every generation),
+warm-up, cosine decay to lr / 10, gradient clipped to norm 1) of mean token cross-entropy on ``batch`` x
+``accumulate`` segments drawn uniformly from the generation's training set (``accumulate`` > 1: gradients of
+``accumulate`` microbatches of ``batch`` segments averaged, activations held for one microbatch). Start point
+(``model.init``): ``pretrained`` (the checkpoint's weights every generation: Shumailov et al. 2024), ``gen0`` (the generation-0 fine-tuned model every generation),
 ``warm_start`` (the previous generation's model). ``model.lora.rank`` = r > 0 trains low-rank adapters only
 (alpha / r scaled, on the ``model.lora.targets`` projections; fresh adapters whenever the start point is the
 checkpoint), and the frozen weights are shared by all replicates; r = 0 fine-tunes every weight. Replicates train
 together under ``vmap``.
+
+Precision (``model.precision``): the weights, Adam's moments and the updates stay in the run's ``precision``
+(float32); ``bfloat16`` computes every matrix product in bfloat16 (the activations and the key-value cache are
+bfloat16; norms, attention softmax and the logits' softmax in float32); ``auto`` is bfloat16 on a GPU or TPU and
+float32 on CPU.
 
 Sampling: token by token with a key-value cache through the decoding controls (``sampling.*``); with
 ``sampling.prompt=real_prefix`` the first P tokens of each segment are a real prefix (fed, not sampled).
@@ -39,12 +45,23 @@ from collapse.run_settings import decoding_of, dtype_of
 from collapse.text.decoding import Decoding, sample_segments
 
 INITS = ("pretrained", "gen0", "warm_start")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-def pretrained(path: str | Path, vocab: int, segment: int, steps: int = 50, batch: int = 8, lr: float = 5e-5,
+def compute_dtype_of(precision: str, dtype=jnp.float32):
+    """The dtype of the forward and backward pass for ``model.precision``: bfloat16 (weights kept in ``dtype``,
+    cast for each matrix product; norms, softmax and logits in float32), float32 (``dtype``), or auto: bfloat16
+    on an accelerator, ``dtype`` on CPU (where bfloat16 matrix products are emulated and slower)."""
+    if precision == "bfloat16" or (precision == "auto" and jax.default_backend() != "cpu"):
+        return jnp.bfloat16
+    return dtype
+
+
+def pretrained(path: str | Path, vocab: int, segment: int, steps: int = 50, batch: int = 8, accumulate: int = 1,
+               lr: float = 5e-5,
                warmup: int = 5, weight_decay: float = 0.0, init: str = "pretrained", lora_rank: int = 0,
                lora_alpha: float = 16.0, lora_targets: tuple[str, ...] = ("attention",),
-               decoding: Decoding = Decoding(), dtype=jnp.float32) -> Family:
+               decoding: Decoding = Decoding(), dtype=jnp.float32, precision: str = "float32") -> Family:
     """The ``pretrained`` family of the checkpoint at ``path``; ``vocab``: the tokenizer's ids (<= the model's)."""
     from collapse.lm import load_model
     from collapse.lm.functional import flat_params, pure_lm
@@ -52,7 +69,7 @@ def pretrained(path: str | Path, vocab: int, segment: int, steps: int = 50, batc
 
     model, config = load_model(path, dtype=dtype)
     lora = LoraSpec(lora_rank, float(lora_alpha), tuple(lora_targets)) if lora_rank > 0 else None
-    lm = pure_lm(config, dtype=dtype, lora=lora)
+    lm = pure_lm(config, dtype=dtype, compute_dtype=compute_dtype_of(precision, dtype), lora=lora)
     base = flat_params(model)  # the checkpoint's weights: shared by every replicate (not batched)
     del model
     bos = config.bos_token_id if config.bos_token_id is not None else config.eos_token_id
@@ -85,7 +102,7 @@ def pretrained(path: str | Path, vocab: int, segment: int, steps: int = 50, batc
     def fit(key, data, mask, prev):
         k_init, k_steps = jax.random.split(key)
         start = start_point(k_init) if (prev is None or init == "pretrained") else prev["w"]
-        w, losses = train(token_nll, start, data, mask, k_steps, steps, batch, opt)
+        w, losses = train(token_nll, start, data, mask, k_steps, steps, batch, opt, accumulate)
         return {"w": w, "loss": tail_mean(losses).astype(dtype)}
 
     def sample(key, params, m, scale, prompts):
@@ -133,10 +150,12 @@ def check(cfg, source: SourceSpec) -> None:
                           f"({cfg.model.path}/config.json)")
     checks.integer(cfg, "model.steps")
     checks.integer(cfg, "model.batch")
+    checks.integer(cfg, "model.accumulate", allowed="must be an integer >= 1 (microbatches per optimizer step)")
     checks.number(cfg, "model.lr", 0.0, lo_open=True, allowed="must be a number > 0")
     checks.integer(cfg, "model.warmup", lo=0)
     checks.number(cfg, "model.weight_decay", 0.0, allowed="must be a number >= 0")
     checks.choice(cfg, "model.init", INITS)
+    checks.choice(cfg, "model.precision", PRECISIONS)
     checks.integer(cfg, "model.lora.rank", lo=0, allowed="must be an integer >= 0 (0 = full fine-tuning)")
     checks.number(cfg, "model.lora.alpha", 0.0, lo_open=True, allowed="must be a number > 0")
     targets = list(cfg.model.lora.targets)
@@ -164,7 +183,8 @@ def check_memory(cfg, config) -> None:
     seg = cfg.source.segment
     est = memory.estimate(config, batch=m.batch, segment=seg, samples_per_generation=cfg.loop.samples // seg,
                           lora_rank=m.lora.rank, lora_targets=tuple(m.lora.targets), init=m.init,
-                          bytes_per_float=8 if cfg.precision == "float64" else 4)
+                          bytes_per_float=8 if cfg.precision == "float64" else 4,
+                          compute_bytes=jnp.dtype(compute_dtype_of(m.precision, dtype_of(cfg))).itemsize)
     per_device = math.ceil(cfg.replicates / len(jax.devices()))
     need = est.total(per_device)
     if need > 0.9 * limit_bytes:
@@ -183,9 +203,11 @@ def tokenizer_of(cfg) -> str:
 def build(cfg, source) -> Family:
     m = cfg.model
     return pretrained(Path(m.path).expanduser(), source.dim, source.segment, steps=m.steps, batch=m.batch,
+                      accumulate=m.accumulate,
                       lr=float(m.lr), warmup=m.warmup, weight_decay=float(m.weight_decay), init=m.init,
                       lora_rank=m.lora.rank, lora_alpha=float(m.lora.alpha), lora_targets=tuple(m.lora.targets),
-                      decoding=decoding_of(cfg), dtype=dtype_of(cfg))
+                      decoding=decoding_of(cfg), dtype=dtype_of(cfg),
+                      precision=m.precision)
 
 
 FAMILY = FamilySpec("pretrained", fits=("corpus",), check=check, build=build, tokenizer=tokenizer_of)

@@ -6,10 +6,11 @@ parameters: P for full fine-tuning, the adapters for LoRA):
 - weights: P b once (the checkpoint, shared by every replicate) + T b (the replicate's current model) + T b again
   with ``init=gen0`` (its generation-0 model);
 - training: 4 T b (the start point, the gradient, Adam's two moments) + activations kept for the backward pass,
-  B L (16 d + 2 H L) b per layer (B = ``model.batch`` segments of L tokens, d features, H heads) + 3 B L V b
-  for the logits and their softmax (V the vocabulary);
-- sampling: the key-value cache m L layers 2 kv_heads head_dim b for the m = floor(loop.samples / L) segments of a
-  generation, plus m V (b + 1) for the logits and the repetition mask.
+  B L (16 d + 2 H L) a per layer (B = ``model.batch`` segments of L tokens, a microbatch under gradient
+  accumulation; d features, H heads; a bytes per activation: 2 under ``model.precision=bfloat16``, else b)
+  + 3 B L V 4 for the float32 logits and their softmax (V the vocabulary);
+- sampling: the key-value cache m L layers 2 kv_heads head_dim a for the m = floor(loop.samples / L) segments of
+  a generation, plus m V (4 + 1) for the float32 logits and the repetition mask.
 
 Replicates run together under ``vmap``, so the run needs weights(P) + R x (the rest). This is an estimate (XLA
 may fuse buffers away or keep temporaries); the guard refuses a run above 90% of the limit.
@@ -59,17 +60,21 @@ class MemoryEstimate:
 
 
 def estimate(c: LMConfig, *, batch: int, segment: int, samples_per_generation: int, lora_rank: int,
-             lora_targets: tuple[str, ...], init: str, bytes_per_float: int = 4) -> MemoryEstimate:
+             lora_targets: tuple[str, ...], init: str, bytes_per_float: int = 4,
+             compute_bytes: int | None = None) -> MemoryEstimate:
+    """``bytes_per_float``: the weights' and optimizer's float; ``compute_bytes``: the activations' and cache's
+    (2 under ``model.precision=bfloat16``; default the same)."""
     b, L = bytes_per_float, segment
+    a = compute_bytes or b
     P = parameter_count(c)
     T = lora_count(c, lora_rank, lora_targets) if lora_rank > 0 else P
     parts = {
         "model": T * b * (2 if init == "gen0" else 1),
         "optimizer": 4 * T * b,
-        "activations": c.num_layers * batch * L * (16 * c.hidden_size + 2 * c.num_heads * L) * b
-        + 3 * batch * L * c.vocab_size * b,
-        "sampling": samples_per_generation * L * c.num_layers * 2 * c.num_kv_heads * c.head_dim * b
-        + samples_per_generation * c.vocab_size * (b + 1),
+        "activations": c.num_layers * batch * L * (16 * c.hidden_size + 2 * c.num_heads * L) * a
+        + 3 * batch * L * c.vocab_size * 4,  # logits and their softmax: float32
+        "sampling": samples_per_generation * L * c.num_layers * 2 * c.num_kv_heads * c.head_dim * a
+        + samples_per_generation * c.vocab_size * (4 + 1),
     }
     return MemoryEstimate(P * b, sum(parts.values()), parts)
 
