@@ -288,7 +288,8 @@ def _run_engine(cfg, run_dir, quiet, source, family, spec, metrics, points=None)
         from collapse.checkpoint import Checkpointer
         ckpt = Checkpointer(Path(run_dir) / "checkpoint", cfg.checkpoint.every, C.config_digest(cfg))
     return run_chains(source, family, spec, metrics, cfg.seed, cfg.replicates, sample_reps,
-                      chunks=cfg.engine.chunks, quiet=quiet, checkpointer=ckpt, points=points)
+                      chunks=cfg.engine.chunks, quiet=quiet, checkpointer=ckpt, points=points,
+                      rows_at_once=C.rows_at_once(cfg))
 
 
 def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group: Optional[str] = None,

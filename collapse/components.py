@@ -51,7 +51,8 @@ class FamilySpec:
     and optionally ``context(cfg)``: the number of previous tokens the model conditions on when finite (an n-gram:
     order - 1), so a Markov-chain source can precompute its exact truth for that context; and ``tokenizer(cfg)``:
     the path of the ``tokenizer.json`` the model reads text with (a pretrained LM), so a text source tokenizes its
-    corpus with it."""
+    corpus with it; and ``rows_at_once(cfg)``: the most replicate rows that fit in memory together (None: all),
+    used by ``engine.rows_at_once=auto``."""
 
     name: str
     fits: tuple[str, ...]
@@ -59,6 +60,7 @@ class FamilySpec:
     build: Callable[[Any, Any], Any]
     context: Optional[Callable[[Any], int]] = None
     tokenizer: Optional[Callable[[Any], str]] = None
+    rows_at_once: Optional[Callable[[Any], Optional[int]]] = None
 
     def can_fit(self, source: SourceSpec) -> bool:
         return bool(set(self.fits) & set(source.labels))

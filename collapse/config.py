@@ -377,6 +377,8 @@ def validate(cfg: DictConfig) -> DictConfig:
             raise ConfigError(key, checks.get(cfg, key), allowed)
     checks.choice(cfg, "engine.path", ("auto", "samples", "stats"))
     checks.integer(cfg, "engine.chunks")
+    if checks.get(cfg, "engine.rows_at_once") != "auto":
+        checks.integer(cfg, "engine.rows_at_once", allowed="must be auto or an integer >= 1 (rows run together)")
     checks.number(cfg, "engine.max_pool_gib", 0.0, lo_open=True, allowed="must be a number > 0")
     checks.boolean(cfg, "quiet")
     checks.integer(cfg, "checkpoint.every", lo=0, allowed="must be an integer >= 0 (0 = no checkpoints)")
@@ -412,6 +414,16 @@ def build_source(cfg):
 def build_family(cfg, source):
     """The :class:`~collapse.families.base.Family` of ``cfg.model`` for ``source``."""
     return components.find("model", cfg.model).build(cfg, source)
+
+
+def rows_at_once(cfg) -> int | None:
+    """The most rows a compiled step runs together: ``engine.rows_at_once``, or for ``auto`` what the family's
+    spec says fits in memory (None: all)."""
+    value = cfg.engine.get("rows_at_once", "auto")
+    if value != "auto":
+        return int(value)
+    hook = components.find("model", cfg.model).rows_at_once
+    return hook(cfg) if hook is not None else None
 
 
 def source_kind(cfg) -> str:

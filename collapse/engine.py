@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -617,12 +617,42 @@ def _progress(label: str, done: int, prev: int, total: int, started: float) -> N
         print(line, file=sys.stderr, flush=True)
 
 
-def compile_group(chain: Chain, seeds, reps, data, point_in, chunk: int):
+def at_once(rows: int, limit: int | None) -> int:
+    """Rows one compiled step runs together (``engine.rows_at_once``): all ``rows`` without a ``limit``, else the
+    largest divisor of ``rows`` that is <= ``limit`` (a divisor: one traced body, no remainder program)."""
+    if limit is None or limit >= rows:
+        return rows
+    return max(d for d in range(1, max(limit, 1) + 1) if rows % d == 0)
+
+
+def batched_rows(fn: Callable, in_axes: tuple, rows: int, k: int) -> Callable:
+    """``fn`` over the leading row axis of the arguments marked 0 in ``in_axes`` (None: shared): one ``vmap``
+    when ``k`` = ``rows``, else ``lax.map`` over rows // k blocks of ``k`` rows under ``vmap``, one block after
+    another in the same program (memory of k rows' temporaries; the same operations per row)."""
+    if k >= rows:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def mapped(*args):
+        mapped_args = tuple(a for a, ax in zip(args, in_axes) if ax == 0)
+
+        def one(xs):
+            it = iter(xs)
+            return fn(*(next(it) if ax == 0 else a for a, ax in zip(args, in_axes)))
+
+        return jax.lax.map(one, mapped_args, batch_size=k)
+
+    return mapped
+
+
+def compile_group(chain: Chain, seeds, reps, data, point_in, chunk: int, rows_at_once: int | None = None):
     """The two compiled programs of one replicate group: ``first`` (generation 0 of every row) and ``advance``
     (``chunk`` generations; None when ``chunk`` is 0), the state's shapes, and the seconds spent per stage:
     {"trace_s", "lower_s", "xla_s"} (Python tracing to a jaxpr, lowering to StableHLO, XLA compilation or
-    loading from the persistent compilation cache)."""
-    first_v = jax.vmap(chain.first, in_axes=(0, 0, None, 0))
+    loading from the persistent compilation cache). ``rows_at_once``: at most this many rows run together
+    (:func:`at_once`); the others follow one block after another inside the same programs."""
+    n_rows = len(reps)
+    k = at_once(n_rows, rows_at_once)
+    first_v = batched_rows(chain.first, (0, 0, None, 0), n_rows, k)
     sharded = getattr(reps, "sharding", None) if len(jax.devices()) > 1 else None
     jit_kw = {"out_shardings": sharded} if sharded is not None else {}  # every output is per replicate
     stages = {"trace_s": 0.0, "lower_s": 0.0, "xla_s": 0.0}
@@ -648,7 +678,7 @@ def compile_group(chain: Chain, seeds, reps, data, point_in, chunk: int):
     advance = None
     if chunk > 0:
         gens0 = np.arange(1, 1 + chunk, dtype=np.int32)
-        advance = build(jax.jit(jax.vmap(chain.advance, in_axes=(0, None, None)), donate_argnums=0, **jit_kw),
+        advance = build(jax.jit(batched_rows(chain.advance, (0, None, None), n_rows, k), donate_argnums=0, **jit_kw),
                         state_shape, gens0, data)[1]
     return first, advance, state_shape, stages
 
@@ -695,8 +725,11 @@ def replicate_groups(replicates: int, sample_replicates: int, draws: bool) -> li
 
 def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFns, seed: int, replicates: int,
                sample_replicates: int, chunks: int = 20, quiet: bool = True, checkpointer=None,
-               points: dict[str, np.ndarray] | None = None) -> EngineResult:
+               points: dict[str, np.ndarray] | None = None, rows_at_once: int | None = None) -> EngineResult:
     """Run ``replicates`` chains; sample-based metrics only for replicates < ``sample_replicates``.
+
+    ``rows_at_once``: at most this many rows (replicates x sweep points) of a group run together under ``vmap``;
+    the rest run block after block in the same compiled program (:func:`batched_rows`; None: all together).
 
     ``points``: a vectorised sweep, {name: (P,) values} for ``seed`` and the :data:`POINT_VALUES` that vary;
     every replicate runs once per point (rows ordered point-major) in the same compiled program.
@@ -727,8 +760,8 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         point_in = {k: sharded_rows[k] for k in POINT_VALUES}
         art_rows = np.flatnonzero(np.tile(np.arange(len(ids)) < ARTIFACT_REPLICATES, n_points))
         t0 = time.perf_counter()
-        first, advance, state_shape, stages = compile_group(chain, seed_arr, reps, data, point_in, chunk if steps > 0
-                                                            else 0)
+        first, advance, state_shape, stages = compile_group(chain, seed_arr, reps, data, point_in,
+                                                            chunk if steps > 0 else 0, rows_at_once)
         group_compile = time.perf_counter() - t0
         compile_s += group_compile
         t0 = time.perf_counter()
@@ -740,6 +773,9 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
             label = f"replicates {ids[0]}-{ids[-1]} ({what}): "
         if n_points > 1:
             label = f"{n_points} sweep points, " + (label or "")
+        k = at_once(len(reps), rows_at_once)
+        if k < len(reps) and not quiet:
+            print(f"  {label}{k} of {len(reps)} rows at a time (engine.rows_at_once)", file=sys.stderr, flush=True)
         resumed = checkpointer.load(gi, state_shape) if checkpointer is not None else None
         if resumed is not None:  # continue from the last durable chunk of this group
             start_chunk, finished, state, saved_rows = resumed

@@ -27,6 +27,24 @@ def test_replicate_numbers_do_not_depend_on_replicate_count_or_every():
     np.testing.assert_allclose(joined["var_ratio"], joined["var_ratio_big"], rtol=1e-6)
 
 
+def test_replicates_run_block_after_block_give_the_numbers_of_one_vmap():
+    """engine.rows_at_once=k runs k rows at a time (the largest divisor of the rows <= k) in the same program: the
+    same numbers as all rows together, to float rounding (a reduction may fuse differently: 1-2 ulp; tail_mass, a
+    difference of probabilities near 1, amplifies that to ~6e-5 relative)."""
+    from collapse.engine import at_once
+
+    assert [at_once(6, k) for k in (None, 1, 2, 4, 6, 9)] == [6, 1, 2, 3, 6, 6]
+    args = ("generations=5", "replicates=6", "source.dim=2", "metrics.sample_based=true", "metrics.sample_replicates=6",
+            "metrics.eval_samples=100")
+    together = sim(*args).metrics
+    for k in (1, 4):
+        blocks = sim(*args, f"engine.rows_at_once={k}").metrics
+        assert list(blocks.columns) == list(together.columns) and len(blocks) == len(together)
+        for c in together.columns:
+            rtol = 2e-4 if c == "tail_mass" else 2e-6
+            np.testing.assert_allclose(blocks[c], together[c], rtol=rtol, atol=1e-7, err_msg=f"{c} at rows_at_once={k}")
+
+
 def test_sample_metrics_are_thinned_by_generation_and_replicate():
     res = sim("generations=7", "replicates=6", "metrics.sample_based=true", "metrics.sample_replicates=2",
               "metrics.eval_samples=64", "metrics.sample_every=3")

@@ -174,6 +174,7 @@ def test_bad_model_folders_are_one_line_naming_model_path(gpt2, tmp_path):
         ([f"model.path={gpt2}", "model.memory_limit_gb=0.001"], "replicates=1: model=pretrained needs about"),
         ([f"model.path={gpt2}", "model.precision=float16"], "model.precision='float16': must be one of"),
         ([f"model.path={gpt2}", "model.accumulate=0"], "model.accumulate=0: must be an integer >= 1"),
+        ([f"model.path={gpt2}", "engine.rows_at_once=0"], "engine.rows_at_once=0: must be auto or an integer >= 1"),
     ]
     for extra, message in cases:
         base = [a for a in RUN if not a.startswith("source.corpus")] if "source=markov" in extra else RUN
@@ -183,6 +184,28 @@ def test_bad_model_folders_are_one_line_naming_model_path(gpt2, tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (extra, p.stderr)
         assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("summary.json"))
+
+
+def test_replicates_that_do_not_fit_together_run_two_at_a_time_with_the_same_numbers(gpt2, capsys):
+    """With a memory limit that fits 2 of 4 replicates' training at once (and not 3), engine.rows_at_once=auto runs 2
+    at a time in the same program: the same sampled texts and, to float rounding, the same metrics as 4 together."""
+    import collapse
+    from collapse.lm.memory import estimate
+
+    c = hf_config.read_config(gpt2)
+    est = estimate(c, batch=4, segment=32, samples_per_generation=1024 // 32, lora_rank=0, lora_targets=("attention",),
+                   init="pretrained")
+    limit = (est.total(4, 2) + est.total(4, 3)) / 2 / 0.9 / 2**30
+    args = (*RUN, f"model.path={gpt2}", "generations=2", "replicates=4")
+    together = collapse.simulate(*args)
+    capsys.readouterr()
+    blocks = collapse.simulate(*args, f"model.memory_limit_gb={limit}", "quiet=false")
+    assert "2 of 4 rows at a time (engine.rows_at_once)" in capsys.readouterr().err
+    assert [s["text"] for s in blocks.samples] == [s["text"] for s in together.samples]
+    for col in ("ppl_real", "token_entropy", "distinct_4", "rare_mass", "ppl_gen0_q50"):
+        np.testing.assert_allclose(blocks.metrics[col], together.metrics[col], rtol=1e-5, err_msg=col)
+    with pytest.raises(Exception, match="replicates=4: model=pretrained needs about"):
+        collapse.simulate(*args, f"model.memory_limit_gb={est.total(4, 1) / 0.9 / 2**30 * 0.99}")
 
 
 def test_the_memory_estimate_counts_the_parameters_of_each_architecture_exactly(tmp_path):

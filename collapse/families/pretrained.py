@@ -16,7 +16,8 @@ warm-up, cosine decay to lr / 10, gradient clipped to norm 1) of mean token cros
 ``warm_start`` (the previous generation's model). ``model.lora.rank`` = r > 0 trains low-rank adapters only
 (alpha / r scaled, on the ``model.lora.targets`` projections; fresh adapters whenever the start point is the
 checkpoint), and the frozen weights are shared by all replicates; r = 0 fine-tunes every weight. Replicates train
-together under ``vmap``.
+together under ``vmap`` when the memory estimate fits them, else as many at a time as fit, one block after another
+in the same program (``engine.rows_at_once``).
 
 Precision (``model.precision``): the weights, Adam's moments and the updates stay in the run's ``precision``
 (float32); ``bfloat16`` computes every matrix product in bfloat16 (the activations and the key-value cache are
@@ -164,12 +165,9 @@ def check(cfg, source: SourceSpec) -> None:
     check_memory(cfg, config)
 
 
-def check_memory(cfg, config) -> None:
-    """Refuse, before compiling, a run whose estimated memory (:mod:`collapse.lm.memory`) exceeds 90% of
-    ``model.memory_limit_gb`` (``auto``: the device's memory; replicates are split over the devices)."""
+def _memory(cfg, config):
+    """(estimate, replicates per device, limit bytes, what the limit is) of a run (:mod:`collapse.lm.memory`)."""
     import math
-
-    import jax
 
     from collapse.lm import memory
 
@@ -185,15 +183,44 @@ def check_memory(cfg, config) -> None:
                           lora_rank=m.lora.rank, lora_targets=tuple(m.lora.targets), init=m.init,
                           bytes_per_float=8 if cfg.precision == "float64" else 4,
                           compute_bytes=jnp.dtype(compute_dtype_of(m.precision, dtype_of(cfg))).itemsize)
-    per_device = math.ceil(cfg.replicates / len(jax.devices()))
-    need = est.total(per_device)
+    return est, math.ceil(cfg.replicates / len(jax.devices())), limit_bytes, what
+
+
+def fitting_rows(cfg, config) -> int:
+    """The most replicates per device that run together within 90% of the limit (0: not even one)."""
+    est, per_device, limit_bytes, _ = _memory(cfg, config)
+    k = per_device
+    while k > 0 and est.total(per_device, k) > 0.9 * limit_bytes:
+        k -= 1
+    return k
+
+
+def check_memory(cfg, config) -> None:
+    """Refuse, before compiling, a run whose estimated memory (:mod:`collapse.lm.memory`) exceeds 90% of
+    ``model.memory_limit_gb`` (``auto``: the device's memory; replicates are split over the devices) even with
+    as few replicates at once as ``engine.rows_at_once`` allows (``auto``: down to one)."""
+    from collapse.lm import memory
+
+    est, per_device, limit_bytes, what = _memory(cfg, config)
+    fixed = cfg.engine.get("rows_at_once", "auto")
+    at_once = 1 if fixed == "auto" else min(int(fixed), per_device)
+    need = est.total(per_device, at_once)
     if need > 0.9 * limit_bytes:
         parts = ", ".join(f"{k} {memory.gib(v)}" for k, v in est.parts.items())
+        held = f"{per_device} x {memory.gib(est.held)} held + {at_once} at once x {memory.gib(est.working)}"
         raise ConfigError("replicates", cfg.replicates,
                           f"model=pretrained needs about {memory.gib(need)} per device ({memory.gib(est.shared)} "
-                          f"checkpoint + {per_device} x {memory.gib(est.per_replicate)}: {parts}) but {what} is "
-                          f"{memory.gib(limit_bytes)}; lower replicates, model.batch or loop.samples, use "
-                          "model.lora.rank > 0, or set model.memory_limit_gb")
+                          f"checkpoint + {held}: {parts}) but {what} is {memory.gib(limit_bytes)}; lower "
+                          "replicates, engine.rows_at_once, model.batch (raise model.accumulate) or loop.samples, "
+                          "use model.lora.rank > 0, or set model.memory_limit_gb")
+
+
+def rows_at_once(cfg) -> int | None:
+    """``engine.rows_at_once=auto``: all replicates together when they fit, else as many as fit (per device)."""
+    config, _ = _read(cfg)
+    k = fitting_rows(cfg, config)
+    _, per_device, _, _ = _memory(cfg, config)
+    return None if k >= per_device else max(k, 1) * len(jax.devices())
 
 
 def tokenizer_of(cfg) -> str:
@@ -210,4 +237,5 @@ def build(cfg, source) -> Family:
                       precision=m.precision)
 
 
-FAMILY = FamilySpec("pretrained", fits=("corpus",), check=check, build=build, tokenizer=tokenizer_of)
+FAMILY = FamilySpec("pretrained", fits=("corpus",), check=check, build=build, tokenizer=tokenizer_of,
+                    rows_at_once=rows_at_once)

@@ -12,8 +12,9 @@ parameters: P for full fine-tuning, the adapters for LoRA):
 - sampling: the key-value cache m L layers 2 kv_heads head_dim a for the m = floor(loop.samples / L) segments of
   a generation, plus m V (4 + 1) for the float32 logits and the repetition mask.
 
-Replicates run together under ``vmap``, so the run needs weights(P) + R x (the rest). This is an estimate (XLA
-may fuse buffers away or keep temporaries); the guard refuses a run above 90% of the limit.
+Replicates run together under ``vmap``, so the run needs weights(P) + R x (the rest); with ``engine.rows_at_once``
+= k < R, P b + R x model + k x (training + sampling). This is an estimate (XLA may fuse buffers away or keep
+temporaries); the guard refuses a run above 90% of the limit.
 """
 from __future__ import annotations
 
@@ -52,11 +53,26 @@ def lora_count(c: LMConfig, rank: int, targets: tuple[str, ...]) -> int:
 @dataclass(frozen=True)
 class MemoryEstimate:
     shared: int  # bytes held once (the checkpoint)
-    per_replicate: int  # bytes each replicate adds
     parts: dict  # {name: bytes per replicate}
 
-    def total(self, replicates: int) -> int:
-        return self.shared + replicates * self.per_replicate
+    @property
+    def held(self) -> int:
+        """Bytes every replicate holds for the whole run (its model, and its generation-0 model)."""
+        return self.parts["model"]
+
+    @property
+    def working(self) -> int:
+        """Bytes a replicate needs while it trains and samples (optimizer, activations, sampling cache)."""
+        return sum(v for k, v in self.parts.items() if k != "model")
+
+    @property
+    def per_replicate(self) -> int:
+        return self.held + self.working
+
+    def total(self, replicates: int, at_once: int | None = None) -> int:
+        """Bytes for ``replicates``, of which ``at_once`` (default all) train and sample together."""
+        k = replicates if at_once is None else min(at_once, replicates)
+        return self.shared + replicates * self.held + k * self.working
 
 
 def estimate(c: LMConfig, *, batch: int, segment: int, samples_per_generation: int, lora_rank: int,
@@ -76,7 +92,7 @@ def estimate(c: LMConfig, *, batch: int, segment: int, samples_per_generation: i
         "sampling": samples_per_generation * L * c.num_layers * 2 * c.num_kv_heads * c.head_dim * a
         + samples_per_generation * c.vocab_size * (4 + 1),
     }
-    return MemoryEstimate(P * b, sum(parts.values()), parts)
+    return MemoryEstimate(P * b, parts)
 
 
 def device_limit_bytes() -> tuple[int, str]:
