@@ -113,6 +113,9 @@ def prepare_sweep(cfg):
         raise C.ConfigError("sweep.loop.real_fraction", axes["loop.real_fraction"], f"cannot be vectorised with "
                             f"curation={cfg.curation.name} (the candidate count follows the synthetic count); run one "
                             "job per value: collapse -m loop.real_fraction=v1,v2,...")
+    if cfg.get("export") is not None and cfg.export.generations:
+        raise C.ConfigError("export.generations", list(cfg.export.generations), "cannot be used in a vectorised sweep "
+                            "(sweep.*); export from single runs (collapse -m ... runs one job per value)")
     source, family, spec, metrics = prepare(cfgs[0])
     sweep.check_source(axes, source, family)
     specs = [spec] + [loop_spec(c, source, family) for c in cfgs[1:]]
@@ -124,12 +127,14 @@ def loop_spec(cfg, source, family) -> LoopSpec:
     """The static loop description of a validated config (checks the engine path and the pool size)."""
     path = resolve_path(cfg, source, family)
     samples, n_real = batch_units(cfg, source)
+    keep = C.export_generations(cfg) if cfg.get("export") is not None else ()
     spec = LoopSpec(
         generations=cfg.generations, samples=samples, n_real=n_real, synthetic=cfg.loop.synthetic,
         real=cfg.loop.real, scale=float(cfg.sampling.scale), path=path, every=cfg.metrics.every,
         sample_every=cfg.metrics.sample_every,
         heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=dtype_of(cfg),
-        curation=build_curation(cfg, source, family, dtype_of(cfg)))
+        curation=build_curation(cfg, source, family, dtype_of(cfg)), keep_models=keep,
+        keep_replicates=int(cfg.export.replicates) if keep else 0)
     check_pool(cfg, spec, family, source)
     return spec
 
@@ -195,6 +200,16 @@ def summarize(cfg, df: pd.DataFrame, *, path: str, wall_s: float, compile_s: flo
     }
 
 
+def model_files(family, models: dict) -> dict[str, bytes]:
+    """``models/gen<g>/replicate<r>/<file>`` of every kept model (``export.*``): the family's own format
+    (``Family.export``), else ``params.safetensors``."""
+    from collapse.families.base import params_files
+
+    write = family.export or params_files
+    return {f"models/gen{g}/replicate{r}/{name}": data for (g, r), params in sorted(models.items())
+            for name, data in write(params).items()}
+
+
 def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[bool] = None,
         group: Optional[str] = None, overrides: Optional[list[str]] = None) -> Result:
     """Run a composed config; writes ``run_dir`` if given. ``group``: the wandb group (the sweep);
@@ -230,6 +245,9 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
             extra.update(sample_pictures(source, eng))
             if source.kind in ("continuous", "discrete"):
                 extra["samples.npz"] = draws_npz(eng)
+    if eng.models and run_dir is not None:
+        extra.update(model_files(family, eng.models))
+        summary["models"] = sorted(f"models/gen{g}/replicate{r}" for g, r in eng.models)
     clf = (source.info or {}).get("classifier")
     if clf is not None:
         summary["classifier_accuracy"] = float(clf.accuracy)

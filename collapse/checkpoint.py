@@ -23,6 +23,7 @@ import numpy as np
 
 ROWS = "rows::"
 STATE = "state::"
+MODELS = "models::"
 META = "meta::"  # the group file's own progress: digest, chunks_done, finished
 
 
@@ -51,6 +52,7 @@ class Checkpointer:
     """Saves every ``every`` generations (at chunk ends) into ``folder``; ``digest`` identifies the config."""
 
     def __init__(self, folder: str | os.PathLike, every: int, digest: str):
+        self.models: dict = {}  # the kept models of the group loaded last (``load``)
         self.folder, self.every, self.digest = Path(folder), int(every), digest
         self.progress: dict[str, Any] = {"digest": digest, "groups": {}}
         f = self.folder / "progress.json"
@@ -63,8 +65,13 @@ class Checkpointer:
     def due(self, gens_since_save: int, last_chunk: bool) -> bool:
         return self.every > 0 and not last_chunk and gens_since_save >= self.every
 
-    def save(self, group: int, chunks_done: int, state, rows: list[dict], finished: bool = False) -> None:
+    def save(self, group: int, chunks_done: int, state, rows: list[dict], finished: bool = False,
+             models: dict | None = None) -> None:
+        """``models``: {(generation, replicate): params} kept with a finished group (``export.generations``)."""
         arrays: dict[str, np.ndarray] = {}
+        for (g, r), params in (models or {}).items():
+            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+                arrays[f"{MODELS}{g}::{r}::{_path_str(path)}"] = np.asarray(leaf)
         if state is not None:
             for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
                 arr = jax.random.key_data(leaf) if _is_key(leaf) else leaf
@@ -105,6 +112,7 @@ class Checkpointer:
                 return None
         self.progress["groups"][str(group)] = info
         rows = {k[len(ROWS):]: v for k, v in stored.items() if k.startswith(ROWS)}
+        self.models = self._models(stored, state_shape)
         self._check_layout(group, stored, rows, state_shape, info["finished"])
         state = None
         if not info["finished"]:
@@ -120,6 +128,17 @@ class Checkpointer:
                 leaves.append(jax.device_put(leaf, sharding) if sharding is not None else jax.numpy.asarray(leaf))
             state = jax.tree_util.tree_unflatten(tree, leaves)
         return info["chunks_done"], info["finished"], state, rows
+
+    def _models(self, stored: dict, state_shape) -> dict:
+        """{(generation, replicate): params} saved with a finished group, rebuilt in the structure of the chain
+        state's params."""
+        found = sorted({tuple(int(x) for x in k[len(MODELS):].split("::", 2)[:2]) for k in stored
+                        if k.startswith(MODELS)})
+        if not found or not isinstance(state_shape, dict) or "params" not in state_shape:
+            return {}
+        flat, tree = jax.tree_util.tree_flatten_with_path(state_shape["params"])
+        return {(g, r): jax.tree_util.tree_unflatten(tree, [stored[f"{MODELS}{g}::{r}::{_path_str(p)}"]
+                                                          for p, _ in flat]) for g, r in found}
 
     def _check_layout(self, group: int, stored: dict, rows: dict, state_shape, finished: bool) -> None:
         """Refuse a checkpoint whose replicate group or chain state differ from this run's programs (written by

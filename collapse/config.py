@@ -377,6 +377,11 @@ def validate(cfg: DictConfig) -> DictConfig:
             raise ConfigError(key, checks.get(cfg, key), allowed)
     checks.choice(cfg, "engine.path", ("auto", "samples", "stats"))
     checks.integer(cfg, "engine.chunks")
+    if checks.get(cfg, "export") is not None:
+        export_generations(cfg)
+        allowed = f"must be an integer in [1, replicates = {cfg.replicates}]"
+        if checks.integer(cfg, "export.replicates", allowed=allowed) > cfg.replicates:
+            raise ConfigError("export.replicates", cfg.export.replicates, allowed)
     if checks.get(cfg, "engine.rows_at_once") != "auto":
         checks.integer(cfg, "engine.rows_at_once", allowed="must be auto or an integer >= 1 (rows run together)")
     checks.number(cfg, "engine.max_pool_gib", 0.0, lo_open=True, allowed="must be a number > 0")
@@ -414,6 +419,21 @@ def build_source(cfg):
 def build_family(cfg, source):
     """The :class:`~collapse.families.base.Family` of ``cfg.model`` for ``source``."""
     return components.find("model", cfg.model).build(cfg, source)
+
+
+def export_generations(cfg) -> tuple[int, ...]:
+    """The sorted generations of ``export.generations`` (negative ones counted from the end), validated."""
+    gens = checks.get(cfg, "export.generations")
+    gens = list(gens) if hasattr(gens, "__iter__") and not isinstance(gens, str) else gens
+    G = cfg.generations
+    allowed = f"must be a list of generations in [-{G}, {G - 1}] (negative: from the end; -1 = the last)"
+    if gens is None:
+        return ()
+    if not isinstance(gens, list) or not all(isinstance(g, int) and not isinstance(g, bool) for g in gens):
+        raise ConfigError("export.generations", gens, allowed)
+    if any(g < -G or g >= G for g in gens):
+        raise ConfigError("export.generations", gens, allowed)
+    return tuple(sorted({g % G for g in gens}))
 
 
 def rows_at_once(cfg) -> int | None:

@@ -57,6 +57,8 @@ class LoopSpec:
     heldout: int
     dtype: Any
     curation: Any = None  # a collapse.curation.Curation, or None (no curation, no reward_mean)
+    keep_models: tuple = ()  # generations whose fitted models the state keeps to the end (``export.generations``)
+    keep_replicates: int = 0  # the first replicates whose kept models come back to the host (``export.replicates``)
 
     @property
     def n_syn(self) -> int:
@@ -530,6 +532,9 @@ class Chain:
             state["sample_prep"] = self.metrics.sample_prepare_fn(truth, state.get("heldout", truth.get("heldout")))
         params = self.regime.first(state, k_fit, batch)  # generation 0 fits from scratch
         state["params"] = params
+        if spec.keep_models:  # one slot per kept generation, filled when that generation is fitted
+            zeros = tree_map(jnp.zeros_like, params)
+            state["models"] = tuple(params if g == 0 else zeros for g in spec.keep_models)
         if self.keep_gen0:
             state["gen0"] = params
         out = self._metrics(k_metric, 0, params, state, truth)
@@ -549,6 +554,9 @@ class Chain:
         prev = state["gen0"] if self.family.warm_from == "gen0" else params  # the model the fit starts from
         new = dict(state)
         new["params"] = params = self.regime.step(new, g, k_fit, k_sub, batch, prev)
+        if spec.keep_models:
+            new["models"] = tuple(tree_map(lambda a, b, kg=kg: jnp.where(g == kg, a, b), params, slot)
+                                  for kg, slot in zip(spec.keep_models, state["models"]))
         out = self._metrics(k_metric, g, params, new, truth)
         if self.cur is not None:  # none keeps every drawn point: 1
             rate = rate if self.curating else jnp.asarray(1.0, spec.dtype)
@@ -602,6 +610,7 @@ class EngineResult:
     generations: np.ndarray = None  # the kept generations
     artifacts: dict = None  # name -> [(replicate ids, array (replicates, kept generations, ...))]
     groups: list = None  # per replicate group: {"replicates": "a-b", "sample_metrics": bool, "compile_s", "run_s"}
+    models: dict = None  # (generation, replicate) -> the fitted params (NumPy) of ``spec.keep_models``
 
 
 def _progress(label: str, done: int, prev: int, total: int, started: float) -> None:
@@ -751,6 +760,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     timings: list[dict] = []
     all_cols: list[dict] = []
     artifacts: dict = {}
+    models: dict = {}
     data = tree_map(jnp.asarray, dict(source.data or {}))
     for gi, (ids, with_samples, with_draws) in enumerate(groups):
         chain = Chain(source, family, spec, metrics, with_samples, dynamic, with_draws)
@@ -777,8 +787,10 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         if k < len(reps) and not quiet:
             print(f"  {label}{k} of {len(reps)} rows at a time (engine.rows_at_once)", file=sys.stderr, flush=True)
         resumed = checkpointer.load(gi, state_shape) if checkpointer is not None else None
+        resumed_models = {}
         if resumed is not None:  # continue from the last durable chunk of this group
             start_chunk, finished, state, saved_rows = resumed
+            resumed_models = checkpointer.models if finished else {}
             rows = [saved_rows]
             if finished:
                 start_chunk = n_chunks
@@ -805,8 +817,12 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
                 _progress(label, min(start + chunk, g_total), start, g_total, t0)
         if state is not None:
             jax.block_until_ready(state)
+            group_models = kept_models(state, rows_in["replicate"], spec) if spec.keep_models else {}
+        else:  # a finished group of a resumed run: its models were saved with it
+            group_models = resumed_models
+        models.update(group_models)
         if checkpointer is not None:
-            checkpointer.save(gi, n_chunks, None, rows, finished=True)
+            checkpointer.save(gi, n_chunks, None, rows, finished=True, models=group_models)
         run_s += time.perf_counter() - t0
         timings.append({"replicates": f"{ids[0]}-{ids[-1]}", "sample_metrics": bool(chain.with_samples),
                         "compile_s": group_compile, **stages, "run_s": time.perf_counter() - t0})
@@ -833,4 +849,17 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
             else:
                 parts.append(np.full(len(cols["replicate"]), np.nan))
         merged[name] = np.concatenate(parts)
-    return EngineResult(merged, compile_s, run_s, kept, artifacts, timings)
+    return EngineResult(merged, compile_s, run_s, kept, artifacts, timings, models)
+
+
+def kept_models(state, replicate_ids: np.ndarray, spec: LoopSpec) -> dict:
+    """{(generation, replicate): params} on the host, for the rows of the first ``spec.keep_replicates``
+    replicates (the first sweep point's rows: a run has one)."""
+    out = {}
+    for row in range(len(replicate_ids)):
+        r = int(replicate_ids[row])
+        if r >= spec.keep_replicates or any(key[1] == r for key in out):
+            continue
+        for g, slot in zip(spec.keep_models, state["models"]):
+            out[(g, r)] = tree_map(lambda x: np.asarray(x[row]), slot)
+    return out

@@ -71,7 +71,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-OUTPUTS = ("summary.json", "metrics.parquet", "samples.npz", "samples.jsonl", "classifier.npz", "samples", "report")
+OUTPUTS = ("summary.json", "metrics.parquet", "samples.npz", "samples.jsonl", "classifier.npz", "samples", "report",
+           "models")
 
 
 def clear_outputs(run_dir: Path) -> None:

@@ -67,6 +67,10 @@ def test_python_dash_m_and_experiment_preset(tmp_path):
     (["metrics.tail_level=1"], "metrics.tail_level"),
     (["nosuchkey=3"], "nosuchkey"),
     (["model=kde", "loop.synthetic=accumulate", "generations=100000", "replicates=1000"], "engine.max_pool_gib"),
+    (["generations=3", "export.generations=[3]"], "export.generations=[3]: must be a list of generations in [-3, 2]"),
+    (["replicates=2", "export.replicates=3"], "export.replicates=3: must be an integer in [1, replicates = 2]"),
+    (["engine.rows_at_once=0"], "engine.rows_at_once=0"),
+    (["export.generations=[-1]", "sweep.seed=[1,2]"], "export.generations"),
     (["report", "runs"], "report"),
     (["-m", "hydra/launcher=nope", "loop.real_fraction=0,0.1"], "hydra/launcher"),
 ])

@@ -266,3 +266,37 @@ def test_a_lora_model_is_exported_with_its_adapters_folded_into_the_weights(llam
     save_model(adapted, tmp_path / "merged")
     again, _ = load_model(tmp_path / "merged")  # (an adapter key would be refused as unknown)
     np.testing.assert_allclose(np.asarray(again(ids)), np.asarray(adapted(ids)), atol=1e-5, rtol=0)
+
+
+def test_exported_generations_load_in_transformers_with_the_perplexity_the_run_measured(gpt2, tmp_path):
+    """export.generations=[0,-1] writes each kept generation's fine-tuned model in the Hugging Face layout; loaded by
+    transformers' own PyTorch GPT-2, each gives on the run's held-out segments the ppl_real the run recorded for
+    that generation and replicate (so it is that model), and generation 0 and 2 differ."""
+    torch = pytest.importorskip("torch", reason="needs the parity extra: pip install -e '.[parity]'")
+    transformers = pytest.importorskip("transformers", reason="needs the parity extra: pip install -e '.[parity]'")
+    from omegaconf import OmegaConf
+
+    from collapse import config as C
+
+    p = _cli([*RUN, f"model.path={gpt2}", "generations=3", "replicates=2", "export.generations=[0,-1]",
+              "export.replicates=2", "name=ex"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    (run,) = [s.parent for s in (tmp_path / "runs" / "ex").rglob("summary.json")]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["models"] == [f"models/gen{g}/replicate{r}" for g in (0, 2) for r in (0, 1)]
+    df = pd.read_parquet(run / "metrics.parquet").set_index(["generation", "replicate"])
+    held = np.asarray(C.build_source(OmegaConf.load(run / "config.yaml")).data["heldout"])
+    inputs = torch.tensor(np.concatenate([np.zeros((len(held), 1), held.dtype), held[:, :-1]], 1), dtype=torch.long)
+    ppl = {}
+    for g in (0, 2):
+        for r in (0, 1):
+            folder = run / f"models/gen{g}/replicate{r}"
+            assert load_tokenizer(folder).vocab_size == TOKENS
+            model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+            with torch.no_grad():
+                logits = model(inputs).logits
+            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                    torch.tensor(held, dtype=torch.long).reshape(-1))
+            ppl[g, r] = float(torch.exp(nll))
+            np.testing.assert_allclose(ppl[g, r], df.loc[(g, r), "ppl_real"], rtol=1e-4, err_msg=str((g, r)))
+    assert abs(ppl[0, 0] - ppl[2, 0]) > 1e-3 * ppl[0, 0]

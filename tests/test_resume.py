@@ -164,3 +164,41 @@ def test_a_crash_between_the_group_file_and_the_index_resumes_from_the_group_fil
     assert index["groups"]["0"]["chunks_done"] == 2  # the index lags: the group file holds 3 chunks
     resumed = run(C.compose(common), run_dir=tmp_path / "killed")
     pd.testing.assert_frame_equal(resumed.metrics, reference)
+
+
+def test_exported_models_of_a_group_finished_before_a_crash_come_back_on_resume(tmp_path, monkeypatch):
+    """export.generations: a replicate group that finished before the crash is not run again on resume, so its
+    kept models must come from its checkpoint: the resumed run writes the same params.safetensors as an
+    uninterrupted one (and the models are the generations asked for: they differ)."""
+    from safetensors.numpy import load_file
+
+    from collapse import checkpoint as ckpt
+    from collapse import config as C
+    from collapse.api import run
+
+    common = ["replicates=4", "generations=6", "engine.chunks=3", "checkpoint.every=1", "metrics.sample_replicates=2",
+              "metrics.eval_samples=50", "metrics.draws=0", "export.generations=[1,-1]", "export.replicates=2",
+              "quiet=true"]
+    run(C.compose(common), run_dir=tmp_path / "full")
+    write = ckpt._fsync_write
+
+    def dies_in_the_second_group(path, body):
+        if path.name == "group1.npz":  # group 0 (replicates 0-1, with the kept models) has finished
+            raise KeyboardInterrupt
+        write(path, body)
+
+    monkeypatch.setattr(ckpt, "_fsync_write", dies_in_the_second_group)
+    with pytest.raises(KeyboardInterrupt):
+        run(C.compose(common), run_dir=tmp_path / "killed")
+    monkeypatch.undo()
+    assert not (tmp_path / "killed" / "models").exists()
+    resumed = run(C.compose(common), run_dir=tmp_path / "killed")
+    assert resumed.summary["models"] == [f"models/gen{g}/replicate{r}" for g in (1, 5) for r in (0, 1)]
+    for name in resumed.summary["models"]:
+        a = load_file(str(tmp_path / "full" / name / "params.safetensors"))
+        b = load_file(str(tmp_path / "killed" / name / "params.safetensors"))
+        assert sorted(a) == sorted(b) == ["chol", "cov", "mean"], (sorted(a), sorted(b))
+        assert all(np.array_equal(a[k], b[k]) for k in a), name
+    first = load_file(str(tmp_path / "full" / "models/gen1/replicate0/params.safetensors"))
+    last = load_file(str(tmp_path / "full" / "models/gen5/replicate0/params.safetensors"))
+    assert any(not np.array_equal(first[k], last[k]) for k in first)

@@ -110,6 +110,9 @@ class Family:
                   (the metric ``train_loss``), and its metrics come from model draws, not exact moments.
       transitions: (params) -> (V^m, V) next-token probabilities of every length-m context (n-gram tables):
                   the exact KL rate to a Markov-chain truth.
+      export:     (params as NumPy) -> {file name: bytes}: the model in its own format for
+                  ``export.generations`` (a pretrained LM: the Hugging Face layout). Without it a model is written
+                  as ``params.safetensors`` (:func:`collapse.families.base.params_files`).
 
     Sufficient-statistic path (families whose fit depends only on additive statistics)
       stats:        (batch, mask) -> stats.
@@ -137,6 +140,7 @@ class Family:
     gaussian: bool = False
     trains: bool = False
     transitions: Optional[ParamsFn] = None
+    export: Optional[Callable[[Any], dict]] = None
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -151,3 +155,15 @@ class Family:
     @property
     def has_stats(self) -> bool:
         return self.stats is not None and self.fit_stats is not None and self.merge_stats is not None
+
+
+def params_files(params) -> dict[str, bytes]:
+    """``{"params.safetensors": bytes}``: every leaf of a params tree as a tensor named by its path
+    (``w/transformer.h.0.attn.c_attn.weight``, ``loss``); read back with ``safetensors.numpy.load_file``."""
+    import jax
+    import numpy as np
+    from safetensors.numpy import save
+
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    tensors = {jax.tree_util.keystr(p, simple=True, separator="/"): np.ascontiguousarray(np.asarray(v)) for p, v in flat}
+    return {"params.safetensors": save(tensors)}

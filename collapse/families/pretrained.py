@@ -118,8 +118,17 @@ def pretrained(path: str | Path, vocab: int, segment: int, steps: int = 50, batc
     def log_prob(params, tokens):
         return token_logp(params["w"], tokens)
 
+    def export(params) -> dict[str, bytes]:
+        """The fitted model in the Hugging Face layout (adapters folded in; float32) with the checkpoint's
+        tokenizer."""
+        from collapse.lm.weights import model_files
+
+        full = {k: jnp.asarray(v, jnp.float32) for k, v in weights(params["w"]).items()}
+        tok = Path(path) / "tokenizer.json"
+        return model_files(lm.bind(full), tok if tok.is_file() else None)
+
     return Family("pretrained", ("text",), init_params, fit, sample, log_prob,
-                  warm_from="gen0" if init == "gen0" else "previous", trains=True)
+                  warm_from="gen0" if init == "gen0" else "previous", trains=True, export=export)
 
 
 def _read(cfg):
@@ -169,6 +178,7 @@ def _memory(cfg, config):
     """(estimate, replicates per device, limit bytes, what the limit is) of a run (:mod:`collapse.lm.memory`)."""
     import math
 
+    from collapse.config import export_generations
     from collapse.lm import memory
 
     m = cfg.model
@@ -182,7 +192,8 @@ def _memory(cfg, config):
     est = memory.estimate(config, batch=m.batch, segment=seg, samples_per_generation=cfg.loop.samples // seg,
                           lora_rank=m.lora.rank, lora_targets=tuple(m.lora.targets), init=m.init,
                           bytes_per_float=8 if cfg.precision == "float64" else 4,
-                          compute_bytes=jnp.dtype(compute_dtype_of(m.precision, dtype_of(cfg))).itemsize)
+                          compute_bytes=jnp.dtype(compute_dtype_of(m.precision, dtype_of(cfg))).itemsize,
+                          kept_models=len(export_generations(cfg)) if cfg.get("export") is not None else 0)
     return est, math.ceil(cfg.replicates / len(jax.devices())), limit_bytes, what
 
 

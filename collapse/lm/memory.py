@@ -4,7 +4,7 @@ Per replicate, in bytes (b = bytes per float of the run's precision, P = paramet
 parameters: P for full fine-tuning, the adapters for LoRA):
 
 - weights: P b once (the checkpoint, shared by every replicate) + T b (the replicate's current model) + T b again
-  with ``init=gen0`` (its generation-0 model);
+  with ``init=gen0`` (its generation-0 model) + T b per generation of ``export.generations`` (kept to the end);
 - training: 4 T b (the start point, the gradient, Adam's two moments) + activations kept for the backward pass,
   B L (16 d + 2 H L) a per layer (B = ``model.batch`` segments of L tokens, a microbatch under gradient
   accumulation; d features, H heads; a bytes per activation: 2 under ``model.precision=bfloat16``, else b)
@@ -50,6 +50,9 @@ def lora_count(c: LMConfig, rank: int, targets: tuple[str, ...]) -> int:
     return c.num_layers * sum(rank * (a + b) for a, b in shapes)
 
 
+HELD = ("model", "kept models")  # parts every replicate holds for the whole run
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     shared: int  # bytes held once (the checkpoint)
@@ -57,13 +60,13 @@ class MemoryEstimate:
 
     @property
     def held(self) -> int:
-        """Bytes every replicate holds for the whole run (its model, and its generation-0 model)."""
-        return self.parts["model"]
+        """Bytes every replicate holds for the whole run (its model, its generation-0 model, kept models)."""
+        return sum(v for k, v in self.parts.items() if k in HELD)
 
     @property
     def working(self) -> int:
         """Bytes a replicate needs while it trains and samples (optimizer, activations, sampling cache)."""
-        return sum(v for k, v in self.parts.items() if k != "model")
+        return sum(v for k, v in self.parts.items() if k not in HELD)
 
     @property
     def per_replicate(self) -> int:
@@ -77,15 +80,17 @@ class MemoryEstimate:
 
 def estimate(c: LMConfig, *, batch: int, segment: int, samples_per_generation: int, lora_rank: int,
              lora_targets: tuple[str, ...], init: str, bytes_per_float: int = 4,
-             compute_bytes: int | None = None) -> MemoryEstimate:
+             compute_bytes: int | None = None, kept_models: int = 0) -> MemoryEstimate:
     """``bytes_per_float``: the weights' and optimizer's float; ``compute_bytes``: the activations' and cache's
-    (2 under ``model.precision=bfloat16``; default the same)."""
+    (2 under ``model.precision=bfloat16``; default the same); ``kept_models``: generations kept for
+    ``export.generations`` (T b each)."""
     b, L = bytes_per_float, segment
     a = compute_bytes or b
     P = parameter_count(c)
     T = lora_count(c, lora_rank, lora_targets) if lora_rank > 0 else P
     parts = {
         "model": T * b * (2 if init == "gen0" else 1),
+        "kept models": kept_models * T * b,
         "optimizer": 4 * T * b,
         "activations": c.num_layers * batch * L * (16 * c.hidden_size + 2 * c.num_heads * L) * a
         + 3 * batch * L * c.vocab_size * 4,  # logits and their softmax: float32

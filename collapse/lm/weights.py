@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -144,21 +143,29 @@ def load_model(folder: str | Path, *, dtype=jnp.float32, compute_dtype=None) -> 
     return nnx.merge(graphdef, state), config
 
 
-def save_model(model: nnx.Module, folder: str | Path, tokenizer_file: str | Path | None = None,
-               dtype=np.float32) -> Path:
-    """Write ``config.json``, ``model.safetensors`` (and a copy of ``tokenizer_file``) that ``transformers``'
-    ``AutoModelForCausalLM.from_pretrained(folder)`` loads; tied heads are not written twice, low-rank adapters
-    are folded into their weights."""
-    from safetensors.numpy import save_file
+def model_files(model: nnx.Module, tokenizer_file: str | Path | None = None, dtype=np.float32) -> dict[str, bytes]:
+    """{file name: bytes} of a model folder in the Hugging Face layout: ``config.json``, ``model.safetensors``
+    (tied heads not written twice, low-rank adapters folded into their weights) and ``tokenizer.json`` (a copy of
+    ``tokenizer_file``, when given)."""
+    from safetensors.numpy import save
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     config: LMConfig = model.config
     tensors = {k: np.ascontiguousarray(np.asarray(v, dtype=dtype)) for k, v in hf_tensors(model).items()}
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     raw = dict(config.raw)
     raw["torch_dtype"] = np.dtype(dtype).name
-    (folder / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
+    files = {"config.json": (json.dumps(raw, indent=2) + "\n").encode(),
+             "model.safetensors": save(tensors, metadata={"format": "pt"})}
     if tokenizer_file is not None:
-        shutil.copyfile(tokenizer_file, folder / "tokenizer.json")
+        files["tokenizer.json"] = Path(tokenizer_file).read_bytes()
+    return files
+
+
+def save_model(model: nnx.Module, folder: str | Path, tokenizer_file: str | Path | None = None,
+               dtype=np.float32) -> Path:
+    """Write :func:`model_files` into ``folder``: what ``transformers``' ``AutoModelForCausalLM.from_pretrained``
+    loads."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in model_files(model, tokenizer_file, dtype).items():
+        (folder / name).write_bytes(data)
     return folder
