@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # test processes (pytest-xdist): the machine's cores, at most 4 (each worker holds its own JAX, ~1-2 GB)
 WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
-.PHONY: install run test test-fast bench paper paper-quick clean
+.PHONY: install run test test-fast bench base-model shumailov paper paper-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ bench: install
 	$(BIN)/python benchmarks/bench_vae.py
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_curation.py
+
+# the offline Shumailov pipeline: pre-train a small GPT-2 on the KJV once (~6 min on 2 cores), then fine-tune it
+# generation after generation on its own prompted text (experiment=shumailov_pretrained, ~2 min)
+models/kjv-gpt2/config.json: | $(BIN)/.installed
+	$(BIN)/collapse-pretrain --corpus kjv --out models/kjv-gpt2
+
+base-model: install models/kjv-gpt2/config.json
+
+shumailov: base-model
+	$(BIN)/collapse experiment=shumailov_pretrained $(ARGS)
 
 paper: install
 	$(MAKE) -C paper

@@ -5,7 +5,8 @@ run and compile the engine's programs exactly as a run does (``collapse.engine.c
 replicate group) without running them: the first with an empty compilation cache (cold), the second with
 the cache the first left (warm: the XLA step becomes a cache load). Printed per preset: seconds to trace
 (Python to jaxpr), lower (to StableHLO) and compile (XLA, or the cache load), summed over the programs, and
-the number of programs. The baseline of the warm column is the cold one (ratio cold / warm).
+the number of programs. The baseline of the warm column is the cold one (ratio cold / warm). A preset whose
+``model.path`` is not on disk (``shumailov_pretrained`` before ``make base-model``) is skipped, and says so.
 
 Usage: python benchmarks/bench_compile.py [--only NAME ...] [--markdown]
 """
@@ -58,6 +59,14 @@ def presets(only: list[str]) -> list[str]:
     return [n for n in names if not only or n in only]
 
 
+def missing_model(name: str) -> str | None:
+    """The ``model.path`` a preset needs that is not on disk (a pretrained LM trained by ``make base-model``)."""
+    from omegaconf import OmegaConf
+
+    path = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml").get("model", {}).get("path")
+    return path if path and not (ROOT / path).is_dir() else None
+
+
 def measure(name: str, cache: str) -> dict:
     env = {**os.environ, "COLLAPSE_CACHE_DIR": cache}
     p = subprocess.run([sys.executable, "-c", CHILD, json.dumps([f"experiment={name}"])], env=env, cwd=ROOT,
@@ -82,6 +91,9 @@ def main() -> None:
            f"{'warm trace':>11}{'lower':>7}{'load':>7}{'total':>7}{'cold/warm':>10}"
     print(head, flush=True)
     for name in presets(a.only):
+        if missing_model(name):
+            print(f"{name:<26} skipped: its model.path {missing_model(name)} is not there (make base-model)", flush=True)
+            continue
         cache = tempfile.mkdtemp(prefix="collapse-bench-compile-")
         try:
             cold, warm = measure(name, cache), measure(name, cache)

@@ -10,6 +10,7 @@ comments say.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,6 +254,20 @@ def check_text_transformer(preset):
     assert_mean_below(at(df, "ppl_real", 0), at(df, "ppl_real"), "ppl_real rises")
 
 
+def check_shumailov_pretrained(preset):
+    """The offline pipeline at a reduced size: a tiny base GPT-2 pre-trained here on the KJV (collapse-pretrain's
+    own function), then the preset's fine-tuning loop on it: held-out perplexity rises from generation 0."""
+    import tempfile
+
+    from collapse.lm.pretrain import pretrain
+
+    base = Path(tempfile.mkdtemp(prefix="kjv-base-")) / "gpt2"
+    pretrain("kjv", base, vocab=512, layers=2, d_model=64, heads=4, context=64, steps=300, batch=16, log_every=300,
+             echo=lambda *a, **k: None)
+    df = run(preset, f"model.path={base}", "generations=3", "loop.samples=4096", "model.steps=40")
+    assert_mean_below(at(df, "ppl_real", 0), at(df, "ppl_real"), "ppl_real rises")
+
+
 # Curation presets are Hydra multiruns over curation.*: every swept value runs here as its own simulate() call.
 def sweep_values(preset: str) -> tuple[str, list[str]]:
     from omegaconf import OmegaConf
@@ -362,6 +377,7 @@ CHECKS = {
     "text_ngram": check_text_ngram,
     "text_extinction": check_text_extinction,
     "text_transformer": check_text_transformer,
+    "shumailov_pretrained": check_shumailov_pretrained,
     "markov_ngram": check_markov_ngram,
     "digits_vae": check_digits_vae,
     "ring_diffusion": check_ring_diffusion,
@@ -369,7 +385,7 @@ CHECKS = {
     "curation_scores": check_curation_scores,
     "curation_markov": check_curation_markov,
 }
-SLOW = {"digits_vae", "ring_diffusion", "text_transformer", "text_extinction"}  # the longest first under xdist
+SLOW = {"digits_vae", "ring_diffusion", "text_transformer", "text_extinction", "shumailov_pretrained"}  # the longest first under xdist
 
 
 def preset_names() -> list[str]:
