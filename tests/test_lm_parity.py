@@ -61,6 +61,9 @@ CONFIGS = {
     "qwen2": lambda: transformers.Qwen2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=48,
                                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                               max_position_embeddings=64),
+    "opt": lambda: transformers.OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=48, num_hidden_layers=2,
+                                          num_attention_heads=4, max_position_embeddings=64, word_embed_proj_dim=32,
+                                          bos_token_id=2, eos_token_id=2, pad_token_id=1),
 }
 
 

@@ -25,6 +25,9 @@ CLI = str(Path(sys.executable).parent / "collapse")
 TOKENS = 400
 GPT2 = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": TOKENS, "n_embd": 32, "n_layer": 2,
         "n_head": 4, "n_positions": 64, "bos_token_id": 0, "eos_token_id": 0}
+OPT = {"architectures": ["OPTForCausalLM"], "model_type": "opt", "vocab_size": TOKENS, "hidden_size": 32,
+       "num_hidden_layers": 2, "num_attention_heads": 4, "ffn_dim": 48, "max_position_embeddings": 64,
+       "word_embed_proj_dim": 32, "do_layer_norm_before": True, "bos_token_id": 0, "eos_token_id": 0}
 LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": TOKENS + 16, "hidden_size": 32,
          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 48,
          "max_position_embeddings": 64, "bos_token_id": 0, "eos_token_id": 0}
@@ -103,6 +106,20 @@ def test_lora_trains_the_adapters_only_and_full_fine_tuning_every_weight(llama):
     assert sorted(fitted) == sorted(base)
     changed = [k for k in base if not np.array_equal(np.asarray(fitted[k]), np.asarray(base[k]))]
     assert len(changed) == len(base), sorted(set(base) - set(changed))
+
+
+def test_opt_runs_a_two_generation_chain_with_adapters_on_every_projection(tmp_path):
+    """OPT (Shumailov et al.'s architecture; logits against transformers in test_lm_parity.py) as a family: LoRA on
+    attention and MLP adapts q/k/v/out_proj, fc1 and fc2, and a 2-generation chain has finite text metrics."""
+    import collapse
+
+    folder = _checkpoint(tmp_path / "opt", OPT)
+    data, mask = _data(folder), jnp.ones(16, bool)
+    lora = _family(folder, lora_rank=2, lora_targets=("attention", "mlp"))
+    params = jax.jit(lambda k: lora.fit(k, data, mask, None))(jax.random.key(0))
+    assert {k.rsplit(".", 2)[-2] for k in params["w"]} == {"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"}
+    res = collapse.simulate(*RUN, f"model.path={folder}", "generations=2", "replicates=1", "model.lora.rank=2")
+    assert len(res.metrics) == 2 and np.isfinite(res.metrics[["ppl_real", "distinct_4", "rare_mass"]]).all().all()
 
 
 def test_init_pretrained_starts_every_generation_from_the_checkpoint_and_warm_start_does_not(gpt2):
@@ -215,7 +232,7 @@ def test_the_memory_estimate_counts_the_parameters_of_each_architecture_exactly(
     from collapse.lm.weights import key_of
 
     qwen = {**LLAMA, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "tie_word_embeddings": True}
-    for raw in (GPT2, LLAMA, qwen):
+    for raw in (GPT2, LLAMA, qwen, OPT, {**OPT, "tie_word_embeddings": False, "enable_bias": False}):
         c = hf_config.parse_config(raw)
         lm = pure_lm(c, lora=LoraSpec(3, 8.0, ("attention", "mlp")))
         sizes = {key_of(p): int(np.prod(v.shape)) for p, v in lm.template}

@@ -1,4 +1,4 @@
-"""``model=pretrained``: a Hugging Face checkpoint (GPT-2, Llama, Qwen2, SmolLM, TinyLlama; see
+"""``model=pretrained``: a Hugging Face checkpoint (GPT-2, Llama, Qwen2, SmolLM, TinyLlama, OPT; see
 :mod:`collapse.lm`) fine-tuned every generation on the text the previous generation wrote.
 
 The run's text source is tokenized with the checkpoint's own ``tokenizer.json`` (``source=text``: kjv, stdlib or

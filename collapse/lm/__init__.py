@@ -7,8 +7,8 @@ A model folder holds ``config.json``, one or more ``*.safetensors`` files and ``
   refusing what is not implemented by name;
 - :mod:`collapse.lm.layers`: the shared pieces (linear layers in the Hugging Face weight layout, LayerNorm, RMSNorm,
   rotary embeddings, causal attention with a key-value cache);
-- :mod:`collapse.lm.gpt2` and :mod:`collapse.lm.llama`: the two decoder families (GPT-2; the Llama family: Llama,
-  Qwen2, SmolLM, TinyLlama);
+- :mod:`collapse.lm.gpt2`, :mod:`collapse.lm.llama` and :mod:`collapse.lm.opt`: the decoder families (GPT-2; the
+  Llama family: Llama, Qwen2, SmolLM, TinyLlama; OPT);
 - :mod:`collapse.lm.weights`: ``*.safetensors`` <-> the model's parameters, with one-line errors for missing or unknown
   keys and shape mismatches, and writing a folder back in the same layout;
 - :mod:`collapse.lm.tokenizer`: the checkpoint's own ``tokenizer.json`` through the ``tokenizers`` library.

@@ -8,6 +8,10 @@ Architectures (``architectures[0]`` of ``config.json``, else ``model_type``):
 - ``LlamaForCausalLM`` / ``llama`` (also SmolLM, TinyLlama) and ``Qwen2ForCausalLM`` / ``qwen2``: RMSNorm, rotary
   position embeddings (``rope_type`` default, linear or llama3), grouped-query attention
   (``num_key_value_heads`` <= ``num_attention_heads``), SwiGLU MLP (``hidden_act`` silu); Qwen2 has q/k/v biases.
+- ``OPTForCausalLM`` / ``opt`` (OPT-125m, 1.3b, 2.7b, ...): learned positions offset by 2, pre-LayerNorm layers,
+  separate q/k/v/out projections, an ``ffn_dim`` MLP with ``activation_function`` (relu), biases (``enable_bias``),
+  head tied to the token embedding. OPT-350m's layout (post-LayerNorm, ``word_embed_proj_dim`` != hidden_size) is
+  refused by name.
 
 Anything else (another architecture, a GPT-2 with cross-attention or layer-index scaling, a sliding window, partial
 rotary, a RoPE type not listed) raises :class:`CheckpointError` naming the file and what is supported, so a model
@@ -20,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-ARCHITECTURES = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "llama"}
-MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "qwen2": "llama"}
+ARCHITECTURES = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "llama",
+                 "OPTForCausalLM": "opt"}
+MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "qwen2": "llama", "opt": "opt"}
 ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu")
 ROPE_TYPES = ("default", "linear", "llama3")
 
@@ -38,7 +43,7 @@ class CheckpointError(ValueError):
 class LMConfig:
     """What the models read from ``config.json`` (sizes in tokens / features).
 
-    ``arch``: ``gpt2`` | ``llama``; ``model_type``: as written (``gpt2``, ``llama``, ``qwen2``);
+    ``arch``: ``gpt2`` | ``llama`` | ``opt``; ``model_type``: as written (``gpt2``, ``llama``, ``qwen2``, ``opt``);
     ``head_dim`` = ``hidden_size / num_heads`` unless the file sets it; ``rope``: {"type", "theta", and the
     scaling keys of that type}; ``qkv_bias`` / ``o_bias`` / ``mlp_bias``: which Llama-family projections have biases.
     ``raw``: the parsed file, written back unchanged on export.
@@ -124,6 +129,8 @@ def parse_config(raw: dict, path: str | Path = "config.json") -> LMConfig:
                   raw=raw)
     if arch == "gpt2":
         return _gpt2(raw, path, common)
+    if arch == "opt":
+        return _opt(raw, path, common)
     return _llama(raw, path, common)
 
 
@@ -146,6 +153,29 @@ def _gpt2(raw: dict, path, common: dict) -> LMConfig:
                     max_positions=_int(raw, "n_positions", path, 1024),
                     norm_eps=float(raw.get("layer_norm_epsilon", 1e-5)), activation=act, tie_embeddings=True,
                     qkv_bias=True, o_bias=True, mlp_bias=True, **common)
+
+
+def _opt(raw: dict, path, common: dict) -> LMConfig:
+    d, heads = _int(raw, "hidden_size", path, 768), _int(raw, "num_attention_heads", path, 12)
+    if d % heads:
+        raise CheckpointError(path, f"hidden_size={d} is not a multiple of num_attention_heads={heads}")
+    _refuse(raw, path, "do_layer_norm_before", (True,), "only pre-LayerNorm OPT is supported (OPT-350m's "
+            "post-LayerNorm layout is not)")
+    proj = raw.get("word_embed_proj_dim", d)
+    if proj != d:
+        raise CheckpointError(path, f"word_embed_proj_dim={proj!r}: only hidden_size={d} is supported (OPT-350m's "
+                              "projected embeddings are not)")
+    _refuse(raw, path, "_remove_final_layer_norm", (False,), "only false is supported")
+    _refuse(raw, path, "layer_norm_elementwise_affine", (True,), "only true is supported")
+    act = raw.get("activation_function", "relu")
+    if act not in ACTIVATIONS:
+        raise CheckpointError(path, f"activation_function={act!r}: supported {', '.join(ACTIVATIONS)}")
+    bias = bool(raw.get("enable_bias", True))
+    return LMConfig(arch="opt", hidden_size=d, num_layers=_int(raw, "num_hidden_layers", path, 12), num_heads=heads,
+                    num_kv_heads=heads, head_dim=d // heads, intermediate_size=_int(raw, "ffn_dim", path, 3072),
+                    max_positions=_int(raw, "max_position_embeddings", path, 2048), norm_eps=1e-5, activation=act,
+                    tie_embeddings=bool(raw.get("tie_word_embeddings", True)), qkv_bias=bias, o_bias=bias,
+                    mlp_bias=bias, **common)
 
 
 def _rope(raw: dict, path) -> dict:

@@ -32,6 +32,10 @@ def parameter_count(c: LMConfig) -> int:
     if c.arch == "gpt2":
         per_layer = 4 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * (d * c.intermediate_size) + c.intermediate_size + d
         return V * d + c.max_positions * d + L * per_layer + 2 * d
+    if c.arch == "opt":
+        b = 1 if c.qkv_bias else 0
+        per_layer = 4 * (d * d + b * d) + 4 * d + 2 * d * c.intermediate_size + b * (c.intermediate_size + d)
+        return V * d + (c.max_positions + 2) * d + L * per_layer + 2 * d + (0 if c.tie_embeddings else V * d)
     q, kv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
     attn = d * q + 2 * d * kv + q * d + (q + 2 * kv if c.qkv_bias else 0) + (d if c.o_bias else 0)
     mlp = 3 * d * c.intermediate_size + ((2 * c.intermediate_size + d) if c.mlp_bias else 0)
@@ -43,6 +47,8 @@ def lora_count(c: LMConfig, rank: int, targets: tuple[str, ...]) -> int:
     d, I = c.hidden_size, c.intermediate_size
     if c.arch == "gpt2":
         shapes = ([(d, 3 * d), (d, d)] if "attention" in targets else []) + ([(d, I), (I, d)] if "mlp" in targets else [])
+    elif c.arch == "opt":
+        shapes = ([(d, d)] * 4 if "attention" in targets else []) + ([(d, I), (I, d)] if "mlp" in targets else [])
     else:
         q, kv = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         shapes = ([(d, q), (d, kv), (d, kv), (q, d)] if "attention" in targets else []) + \

@@ -3,7 +3,8 @@ back in the layout ``transformers`` loads.
 
 A parameter's Hugging Face key is its NNX path joined by dots (``transformer.h.0.attn.c_attn.weight``,
 ``model.layers.0.self_attn.q_proj.weight``). Accepted on reading and dropped: GPT-2 keys without the
-``transformer.`` prefix (the original checkpoints), GPT-2's causal-mask buffers (``attn.bias``,
+``transformer.`` prefix (the original checkpoints), OPT keys without the ``model.`` prefix (``OPTModel``
+checkpoints), GPT-2's causal-mask buffers (``attn.bias``,
 ``attn.masked_bias``), Llama's ``rotary_emb.inv_freq`` buffers, and ``lm_head.weight`` of a model whose head is
 tied to its embedding. Every other difference between the files and the architecture (a missing key, a key the
 architecture does not have, a shape) is a :class:`~collapse.lm.hf_config.CheckpointError` naming the file.
@@ -25,8 +26,9 @@ from collapse.lm.gpt2 import GPT2
 from collapse.lm.hf_config import CheckpointError, LMConfig, read_config
 from collapse.lm.layers import Linear, LoraParam, LoraSpec
 from collapse.lm.llama import Llama
+from collapse.lm.opt import OPT
 
-MODELS: dict[str, Callable[..., nnx.Module]] = {"gpt2": GPT2, "llama": Llama}
+MODELS: dict[str, Callable[..., nnx.Module]] = {"gpt2": GPT2, "llama": Llama, "opt": OPT}
 _BUFFERS = re.compile(r"(^|\.)attn\.(bias|masked_bias)$|rotary_emb\.inv_freq$")
 _GPT2_TOP = ("wte.", "wpe.", "h.", "ln_f.")
 
@@ -106,9 +108,11 @@ def _normalise(config: LMConfig, tensors: dict, origin: dict) -> dict:
     for k, v in tensors.items():
         if _BUFFERS.search(k) or (config.tie_embeddings and k == "lm_head.weight"):
             continue
-        if config.arch == "gpt2" and k.startswith(_GPT2_TOP):
-            origin["transformer." + k] = origin[k]
-            k = "transformer." + k
+        prefix = ("transformer." if config.arch == "gpt2" and k.startswith(_GPT2_TOP) else
+                  "model." if config.arch == "opt" and k.startswith("decoder.") else "")
+        if prefix:
+            origin[prefix + k] = origin[k]
+            k = prefix + k
         out[k] = v
     return out
 
