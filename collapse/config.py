@@ -369,6 +369,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     checks.integer(cfg, "metrics.tail_directions", lo=2)
     checks.integer(cfg, "metrics.tail_samples", lo=100)
     checks.integer(cfg, "metrics.repetition_n")
+    checks.integer(cfg, "metrics.pass_k", allowed="must be an integer >= 1 (samples of pass_at_k)")
     check_curation(cfg)
     ev = cfg.metrics.eval_samples
     for key in ("metrics.knn_k", "metrics.dc_k"):

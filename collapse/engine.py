@@ -281,7 +281,10 @@ class Curated:
         cand = draw_points(self.source, self.family, key, truth, params, c, scale)
         scores = cur.score(jax.random.fold_in(key, 1), cand, truth, params, self._real_reference(state, truth))
         idx, accepted = cur.select(jax.random.fold_in(key, 2), scores, n)
-        return (cur.take or _take)(cand, idx), (accepted / c).astype(self.dtype)
+        rate = (accepted / c).astype(self.dtype)
+        if cur.extra is not None:  # more columns of the candidates (the verifier's precision)
+            rate = {"accept_rate": rate, **cur.extra(cand, scores, truth)}
+        return (cur.take or _take)(cand, idx), rate
 
     def _real_reference(self, state, truth):
         """Held-out real data the detector score learns from (None when the score needs none)."""
@@ -539,7 +542,8 @@ class Chain:
             state["gen0"] = params
         out = self._metrics(k_metric, 0, params, state, truth)
         if self.cur is not None:  # no curation at generation 0
-            out["accept_rate"] = jnp.asarray(jnp.nan, spec.dtype)
+            for name in ("accept_rate",) + self.cur.extra_names:
+                out[name] = jnp.asarray(jnp.nan, spec.dtype)
         return state, out
 
     # ----- generations >= 1 -------------------------------------------------------------------------
@@ -560,7 +564,9 @@ class Chain:
         out = self._metrics(k_metric, g, params, new, truth)
         if self.cur is not None:  # none keeps every drawn point: 1
             rate = rate if self.curating else jnp.asarray(1.0, spec.dtype)
-            out["accept_rate"] = rate if spec.n_syn > 0 else jnp.asarray(jnp.nan, spec.dtype)
+            rates = rate if isinstance(rate, dict) else {"accept_rate": rate}
+            nan = jnp.asarray(jnp.nan, spec.dtype)
+            out.update({k: v if spec.n_syn > 0 else nan for k, v in rates.items()})
         return new, out
 
     @staticmethod

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binom
 
-__all__ = ["accepted_right", "kept_right", "task_accuracy_limit", "task_accuracy_exact"]
+__all__ = ["accepted_right", "kept_right", "task_accuracy_limit", "task_accuracy_exact", "task_curves"]
 
 
 def accepted_right(a, fpr: float, fnr: float) -> np.ndarray:
@@ -106,3 +106,39 @@ def task_accuracy_exact(g, per_problem: int, human_per_problem: int, answers: in
         lost.append(float(dist[0]))
         dist = dist @ step
     return {"accuracy": np.asarray(acc)[g], "lost": np.asarray(lost)[g]}
+
+
+def task_curves(cfg, generations: int) -> dict[str, np.ndarray]:
+    """The curves of a ``source=task`` / ``model=answers`` config whose loop this module describes exactly, else {}:
+    ``curation=none`` (k = 1: the kept answer is the sample) or ``curation=best_of`` with ``score=verifier``
+    (k = ``curation.k``), ``loop.synthetic=replace``, fresh human data (or none), ``sampling.scale`` 1, and
+    ``loop.samples`` and its real part multiples of ``source.problems`` (the balanced design). Returns
+    ``task_accuracy`` (E[a_g]) and, without smoothing, ``lost_problems`` (P(no right answer): q(right) = 0)."""
+    from collapse.theory import n_real_of
+
+    get = lambda sec: cfg.get(sec) or {}  # noqa: E731
+    src, model, loop, cur, sampling = (get(k) for k in ("source", "model", "loop", "curation", "sampling"))
+    name = cur.get("name", "none")
+    if name == "none":
+        k, fpr, fnr = 1, 0.0, 0.0
+    elif name == "best_of" and cur.get("score") == "verifier":
+        v = cur.get("verifier") or {}
+        k, fpr, fnr = int(cur.get("k", 1)), float(v.get("fpr", 0.0)), float(v.get("fnr", 0.0))
+    else:
+        return {}
+    P, M, rf = src.get("problems"), loop.get("samples"), float(loop.get("real_fraction", 0.0))
+    n_real = n_real_of(rf, M) if isinstance(M, int) else None
+    if (loop.get("synthetic", "replace") != "replace" or float(sampling.get("scale", 1.0)) != 1.0
+            or not isinstance(P, int) or not isinstance(M, int) or M % P or n_real % P
+            or (n_real > 0 and loop.get("real", "fresh") != "fresh") or generations < 1):
+        return {}
+    m, h = M // P, n_real // P
+    if (m + 1) * (h + 1) * (m - h + 1) > 2e8:
+        return {}  # the exact chain is O(m^3) to build; no curve rather than an approximate one
+    alpha = float(model.get("smoothing", 0.0))
+    out = task_accuracy_exact(np.arange(generations), m, h, int(src.get("answers")), fpr, fnr, k,
+                              float(src.get("human_accuracy")), alpha)
+    curves = {"task_accuracy": out["accuracy"]}
+    if alpha == 0.0:
+        curves["lost_problems"] = out["lost"]
+    return curves

@@ -394,9 +394,13 @@ def theory_curves(cfg: Mapping[str, Any], generations: int) -> dict[str, np.ndar
     Everything else (accumulate/subsample for Gaussian and categorical, fixed real data with
     0 < real_fraction < 1, sampling.scale != 1, smoothing, ridge, fitted label noise, other sources or
     families) returns {}, and so does any curated run (``curation.name`` other than none: the forms assume every
-    synthetic point enters the batch as drawn).
+    synthetic point enters the batch as drawn), except the task loop:
+    ``source=task`` / ``model=answers``: :func:`collapse.task_theory.task_curves` (verified best-of-k included).
     """
     G = int(generations)
+    if (_section(cfg, "source").get("name"), _section(cfg, "model").get("name")) == ("task", "answers"):
+        from collapse.task_theory import task_curves  # verified self-training: curation is part of its loop
+        return task_curves(cfg, G)
     if G < 1 or _section(cfg, "curation").get("name", "none") not in ("none", None):
         return {}
     g = np.arange(G)

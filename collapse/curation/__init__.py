@@ -11,7 +11,10 @@ Scores of a candidate x (nats unless stated):
 - ``model_loglik``:  log p_model(x) of the model that drew it (its own confidence);
 - ``density_ratio``: log p_true(x) - log p_model(x);
 - ``reward``:        r(x) of :mod:`collapse.curation.rewards`;
-- ``detector``:      log-odds of real of a classifier trained this generation (:mod:`collapse.curation.detector`).
+- ``detector``:      log-odds of real of a classifier trained this generation (:mod:`collapse.curation.detector`);
+- ``verifier``:      1 if an answer checker of false-positive rate ``curation.verifier.fpr`` and false-negative
+                     rate ``curation.verifier.fnr`` accepts the candidate, else 0 (:mod:`collapse.curation.verifier`;
+                     sources with checkable answers).
 Text units are scored by the sum over the positions where every density involved is defined.
 """
 from __future__ import annotations
@@ -23,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse import checks, components
-from collapse.curation import detector as det, rewards as rw
+from collapse.curation import detector as det, rewards as rw, verifier as vf
 from collapse.errors import ConfigError
 
-SCORES = ("true_loglik", "model_loglik", "density_ratio", "reward", "detector")
+SCORES = ("true_loglik", "model_loglik", "density_ratio", "reward", "detector", "verifier")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class Curation:
     needs_real: bool
     take: Optional[Callable] = None  # (cand, index) -> kept rows, when faster than a gather (pairwise)
     reward_every_kept: bool = True  # reward_mean at every kept generation (points), else at sampled ones
+    extra: Optional[Callable] = None  # (cand, scores, truth) -> {column: scalar} of the candidates (verifier_precision)
+    extra_names: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -52,7 +57,7 @@ class Curation:
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return ("accept_rate",) + (("reward_mean",) if self.reward is not None else ())
+        return ("accept_rate",) + self.extra_names + (("reward_mean",) if self.reward is not None else ())
 
 
 def _total(lp):
@@ -128,7 +133,12 @@ def _score_fn(ccfg, source, family, dtype):
     if name == "reward":
         reward = _reward_fn(ccfg, source, dtype, key="curation.score")
         return lambda key, x, truth, params, real: reward(x, truth)
-    if source.kind == "supervised":
+    if name == "verifier":
+        if "answers" not in source.capabilities:
+            raise ConfigError("curation.score", name, f"needs a source with checkable answers (source=task); "
+                              f"source={source.name} has none")
+        return vf.verifier(float(ccfg.verifier.fpr), float(ccfg.verifier.fnr), dtype)
+    if source.kind in ("supervised", "task"):
         raise ConfigError("curation.score", name, f"no detector is defined for source={source.name} (supervised "
                           "data); use true_loglik, model_loglik, density_ratio")
     d = ccfg.detector
@@ -156,7 +166,11 @@ def check_curation(cfg) -> None:
     checks.integer(cfg, "curation.reward_draws")
     if not rule.curates:
         return
-    if checks.choice(cfg, "curation.score", SCORES) == "detector":
+    score = checks.choice(cfg, "curation.score", SCORES)
+    if score == "verifier":
+        for key in ("curation.verifier.fpr", "curation.verifier.fnr"):
+            checks.number(cfg, key, 0.0, 1.0, allowed="must be a probability in [0, 1]")
+    if score == "detector":
         checks.integer(cfg, "curation.detector.steps")
         checks.number(cfg, "curation.detector.lr", 0.0, lo_open=True, allowed="must be a number > 0")
         checks.number(cfg, "curation.detector.l2", 0.0, allowed="must be a number >= 0")
@@ -178,8 +192,10 @@ def build_curation(cfg, source, family, dtype) -> Optional[Curation]:
                         reward_every_kept=_cheap_draws(source))
     candidates, select, take = rule.build(c)
     score = _score_fn(c, source, family, dtype)
+    verifying = c.score == "verifier"
     return Curation(rule.name, candidates, select, score, reward, int(c.reward_draws), c.score == "detector", take,
-                    _cheap_draws(source))
+                    _cheap_draws(source), vf.precision if verifying else None,
+                    ("verifier_precision",) if verifying else ())
 
 
 def _cheap_draws(source) -> bool:

@@ -110,6 +110,8 @@ class Family:
                   (the metric ``train_loss``), and its metrics come from model draws, not exact moments.
       transitions: (params) -> (V^m, V) next-token probabilities of every length-m context (n-gram tables):
                   the exact KL rate to a Markov-chain truth.
+      answer_probs: (params) -> (P, A) answer probabilities of every problem (``source=task`` families): exact
+                  task accuracy.
       export:     (params as NumPy) -> {file name: bytes}: the model in its own format for
                   ``export.generations`` (a pretrained LM: the Hugging Face layout). Without it a model is written
                   as ``params.safetensors`` (:func:`collapse.families.base.params_files`).
@@ -140,15 +142,16 @@ class Family:
     gaussian: bool = False
     trains: bool = False
     transitions: Optional[ParamsFn] = None
+    answer_probs: Optional[ParamsFn] = None
     export: Optional[Callable[[Any], dict]] = None
 
     @property
     def capabilities(self) -> frozenset[str]:
         """What the family offers, by name: log_prob, components (exact mixture moments and tail mass), probs,
         coef, stats (sufficient-statistic fit), stats_sampler (draws statistics directly), gaussian, trains,
-        transitions. Metrics and the engine choose estimators from these, never from the family's name."""
+        transitions, answer_probs. Metrics and the engine choose estimators from these, never from the family's name."""
         have = {"log_prob": self.log_prob, "components": self.components, "probs": self.probs, "coef": self.coef,
-                "stats_sampler": self.sample_stats, "transitions": self.transitions}
+                "stats_sampler": self.sample_stats, "transitions": self.transitions, "answer_probs": self.answer_probs}
         out = {k for k, v in have.items() if v is not None} | {k for k in ("gaussian", "trains") if getattr(self, k)}
         return frozenset(out | ({"stats"} if self.has_stats else set()))
 

@@ -275,8 +275,43 @@ def train_loss(ctx):
     return ctx.params["loss"]
 
 
+# ----- tasks with checkable answers (source=task) -----------------------------------------------------------------
+
+TASK = dict(kinds=("task",), needs=("family.answer_probs", "source.answers"))
+TASK_INFO = {
+    "task_accuracy": M("task accuracy", "", False, "", "mean over problems of q(right | problem): the chance one "
+                       "sampled answer is right"),
+    "task_accuracy_greedy": M("greedy task accuracy", "", False, "", "share of problems whose most likely answer is "
+                              "right (a tie of t answers counts 1/t)"),
+    "pass_at_k": M("pass@k", "", False, "", "mean over problems of 1 - (1 - q(right))^k, k = metrics.pass_k: the "
+                   "chance that one of k sampled answers is right"),
+    "answer_diversity": M("answer diversity", "answers", False, "", "mean over problems of exp(entropy of "
+                          "q(. | problem)): the effective number of answers, 1 to A"),
+    "lost_problems": M("lost problems", "", False, "", "share of problems whose right answer has probability 0 "
+                       "(the model can never produce it again)"),
+}
+
+
+@metric(tuple(TASK_INFO), **TASK, info=TASK_INFO)
+def task_metrics(ctx):
+    """Exact functions of the answer table q (P, A) and the right answers c (P,)."""
+    q = ctx.family.answer_probs(ctx.params)
+    right = jnp.take_along_axis(q, ctx.truth["answers"][:, None], axis=1)[:, 0]
+    top = jnp.max(q, axis=1)
+    ties = jnp.sum(q >= top[:, None], axis=1)
+    k = int(ctx.cfg.get("pass_k", 8))
+    entropy = -jnp.sum(jnp.where(q > 0, q * jnp.log(jnp.where(q > 0, q, 1.0)), 0.0), axis=1)
+    return {"task_accuracy": jnp.mean(right),
+            "task_accuracy_greedy": jnp.mean(jnp.where(right >= top, 1.0 / ties, 0.0)),
+            "pass_at_k": jnp.mean(1.0 - (1.0 - right) ** k),
+            "answer_diversity": jnp.mean(jnp.exp(entropy)),
+            "lost_problems": jnp.mean((right <= 0).astype(q.dtype))}
+
+
 # ----- columns made outside the registry (curation, in the engine's step) ----------------------------------------
 
 describe("accept_rate", "accept rate", about="kept / drawn candidates")
+describe("verifier_precision", "verifier precision", about="share of the candidates the verifier accepts that are "
+         "right (curation.score=verifier)")
 describe("reward_mean", "mean reward", about="the configured reward over fresh model draws")
 del M

@@ -67,9 +67,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
 SOURCE_CAPS = frozenset({"density", "gaussian", "elliptical", "stats_sampler", "covariates", "finite", "labels",
-                         "modes", "transitions"})  # Source.capabilities
+                         "modes", "transitions", "answers"})  # Source.capabilities
 FAMILY_CAPS = frozenset({"log_prob", "components", "probs", "coef", "stats", "stats_sampler", "gaussian", "trains",
-                         "transitions"})  # Family.capabilities
+                         "transitions", "answer_probs"})  # Family.capabilities
 COSTS = ("every", "sampled")
 GUARDS = ("", "positive", "finite")
 

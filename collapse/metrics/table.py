@@ -28,6 +28,7 @@ HEADLINE = {
     "supervised": ("test_error", "noise_var"),
     "text": ("ppl_real", "kl_true", "distinct_4", "rare_mass", "vocab_coverage", "ppl_gen0_q95", "token_entropy"),
     "image": ("frechet", "recall", "precision", "class_tv", "mode_coverage", "mode_quality", "nll_real", "vendi"),
+    "task": ("task_accuracy", "task_accuracy_greedy", "pass_at_k", "answer_diversity", "lost_problems"),
 }
 ANY_KIND = tuple(dict.fromkeys(m for ms in HEADLINE.values() for m in ms))
 

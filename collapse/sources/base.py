@@ -55,7 +55,8 @@ class Source:
     """A ground-truth ("human") data distribution.
 
     Required
-      name, kind ("continuous" | "discrete" | "supervised"), dim (data dimension, or K categories).
+      name, kind ("continuous" | "discrete" | "supervised" | "text" | "image" | "task"), dim (data dimension, K
+      categories, or A answers of a task).
       init:     (key) -> truth dict (see module docstring).
       sample:   (key, truth, n) -> batch of n exact draws (real rows).
       log_prob: (truth, batch) -> (n,) exact log-density / log-pmf / log p(y|x), nats; None when unknown (a
@@ -98,12 +99,14 @@ class Source:
     def capabilities(self) -> frozenset[str]:
         """What the source knows, by name: density (``log_prob``), gaussian, elliptical, stats_sampler,
         covariates, finite (``real_batch``: a finite data set read in order), labels (a feature classifier),
-        modes (known mode centres), transitions (an exact Markov chain: ``T_m``, ``pi_m`` in ``data``)."""
+        modes (known mode centres), transitions (an exact Markov chain: ``T_m``, ``pi_m`` in ``data``), answers
+        (a task: the right answer of every problem in the truth, ``answers``)."""
         data, info = self.data or {}, self.info or {}
         have = {"density": self.log_prob is not None, "gaussian": self.gaussian, "elliptical": self.elliptical,
                 "stats_sampler": self.sample_stats is not None, "covariates": self.covariates is not None,
                 "finite": self.real_batch is not None, "labels": "classifier" in data,
-                "modes": info.get("modes", 0) > 0, "transitions": "T_m" in data}
+                "modes": info.get("modes", 0) > 0, "transitions": "T_m" in data,
+                "answers": self.kind == "task"}
         return frozenset(k for k, v in have.items() if v)
 
 
