@@ -231,9 +231,11 @@ def regimes(data, metric: str, by, **kw):
 
 
 def phase_diagram(data, metric: str, x: Optional[str] = None, y: str = "generation", stat: str = "mean",
-                  size="single", cmap: str = "viridis"):
+                  size="single", cmap: str = "viridis", center: Optional[float] = None, annotate: bool = False):
     """Heat map of the replicate ``stat`` of ``metric`` over ``x`` (a swept key; default the first) and ``y``
-    (``generation`` or another swept key, then at the last generation)."""
+    (``generation`` or another swept key, then at the last generation). ``center``: a diverging map (red below,
+    blue above) centred on this value, e.g. generation 0's, so that improvement and decline read at a glance;
+    ``annotate``: each cell's value written in it."""
     from collapse.metrics.table import axis_label, info
 
     df = table(data)
@@ -253,8 +255,17 @@ def phase_diagram(data, metric: str, x: Optional[str] = None, y: str = "generati
         values = grid.to_numpy()
         finite = values[np.isfinite(values)]
         norm = matplotlib.colors.LogNorm() if info(metric).log and finite.size and (finite > 0).all() else None
+        if center is not None and finite.size:
+            span = max(float(np.max(np.abs(finite - center))), 1e-12)
+            norm, cmap = matplotlib.colors.TwoSlopeNorm(center, center - span, center + span), "RdBu"
         im = ax.imshow(values, aspect="auto", origin="lower", cmap=cmap, interpolation="nearest", norm=norm,
                        extent=(-0.5, len(xs) - 0.5, -0.5, len(ys) - 0.5))
+        if annotate:
+            for (i, j), v in np.ndenumerate(values):
+                if np.isfinite(v):
+                    shade = im.norm(v) if norm is not None else (v - finite.min()) / max(np.ptp(finite), 1e-12)
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(float(shade) - 0.5) > 0.3 else "black")
         ax.set_xticks(range(len(xs)), [_fmt(v) for v in xs])
         step = max(1, len(ys) // 6)
         ax.set_yticks(range(0, len(ys), step), [_fmt(v) for v in ys[::step]])

@@ -268,6 +268,28 @@ def check_shumailov_pretrained(preset):
     assert_mean_below(at(df, "ppl_real", 0), at(df, "ppl_real"), "ppl_real rises")
 
 
+def check_task_verifier(preset):
+    """Three corners of the phase diagram at a reduced size (the preset's task and verifier; 20 generations): a
+    good verifier improves accuracy, one with fpr > 1 - fnr drives it below generation 0's and loses problems,
+    and human data hold the collapsing loop up; the improving corner follows collapse.task_theory."""
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.load(EXPERIMENTS / f"{preset}.yaml").hydra.sweeper.params
+    assert set(params) == {"curation.verifier.fpr", "loop.real_fraction"}, dict(params)
+    small = ("generations=20", "replicates=40")
+    good = run(preset, "curation.verifier.fpr=0.1", "loop.real_fraction=0.0", *small)
+    bad = run(preset, "curation.verifier.fpr=0.95", "loop.real_fraction=0.0", *small)
+    held = run(preset, "curation.verifier.fpr=0.95", "loop.real_fraction=0.25", *small)
+    assert_mean_below(at(good, "task_accuracy", 0) + 0.3, at(good, "task_accuracy"), "good verifier: accuracy rises")
+    assert_mean_below(at(bad, "task_accuracy"), at(bad, "task_accuracy", 0) - 0.2, "fpr > 1 - fnr: accuracy falls")
+    assert_mean_below(np.full(len(at(bad, "lost_problems")), 0.3), at(bad, "lost_problems"), "problems are lost")
+    assert_mean_below(at(bad, "task_accuracy"), at(held, "task_accuracy"), "human data hold the loop up")
+    cfg = collapse.config.compose([f"experiment={preset}", "curation.verifier.fpr=0.1", "loop.real_fraction=0.0",
+                                   *small])
+    curve = theory.theory_curves(cfg, 20)["task_accuracy"]
+    assert_near(at(good, "task_accuracy", 5), curve[5], "good verifier: accuracy at generation 5 = theory")
+
+
 # Curation presets are Hydra multiruns over curation.*: every swept value runs here as its own simulate() call.
 def sweep_values(preset: str) -> tuple[str, list[str]]:
     from omegaconf import OmegaConf
@@ -378,6 +400,7 @@ CHECKS = {
     "text_extinction": check_text_extinction,
     "text_transformer": check_text_transformer,
     "shumailov_pretrained": check_shumailov_pretrained,
+    "task_verifier": check_task_verifier,
     "markov_ngram": check_markov_ngram,
     "digits_vae": check_digits_vae,
     "ring_diffusion": check_ring_diffusion,
