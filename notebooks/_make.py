@@ -628,6 +628,94 @@ collapse report runs/curation_gaussian/multirun/<time>
 ```
 """),
 ]
+# ---------------------------------------------------------------------------------------------------------------
+NB07 = [
+    md(r"""
+# 07 · Self-improvement or collapse: verified self-training on a task with checkable answers
+
+Recursive self-improvement and model collapse are the same loop: a model writes the data its successor trains on.
+What decides between them is how that data is checked, and how much human data still enters. `source=task` has
+$P$ problems with $A$ answers each, one right; human answers are right with probability `human_accuracy`.
+`model=answers` is a categorical $q(a\mid p)$ per problem; its accuracy $a = q(\text{right}\mid p)$ is the chance one
+sampled answer is right. Each generation answers every problem by best-of-$k$ under a verifier that accepts a
+right answer with probability $1-\text{fnr}$ and a wrong one with probability $\text{fpr}$.
+
+The share of right answers among the accepted ones is
+$T(a) = \dfrac{a(1-\text{fnr})}{a(1-\text{fnr}) + (1-a)\,\text{fpr}}$, which multiplies the odds $a/(1-a)$ by
+$(1-\text{fnr})/\text{fpr}$: accuracy rises when $\text{fpr} < 1-\text{fnr}$ and falls when $\text{fpr} > 1-\text{fnr}$.
+`collapse.task_theory` gives the exact expectation for finite $k$, finite answers per problem, human data and
+smoothing (a Markov chain on the count of right answers); reports draw it dashed.
+"""),
+    setup("""
+R = 20 if QUICK else 100    # replicate chains per setting
+G = 8 if QUICK else 30      # generations
+TASK = ["source=task", "model=answers", "source.problems=100", "source.answers=10", "source.human_accuracy=0.5",
+        "loop.samples=2000", "curation=best_of", "curation.k=4", "curation.verifier.fnr=0.2",
+        f"replicates={R}", f"generations={G}", "quiet=true"]"""),
+    md(r"""
+## A good verifier and a bad one, against the theory
+
+Best-of-4 with fnr = 0.2 and no human data: fpr = 0.1 (hallucinations rarely let through) against fpr = 0.95
+(above $1-\text{fnr} = 0.8$). Lines: the mean over chains; dashed: `collapse.task_theory`.
+"""),
+    code("""
+from collapse import config as C
+from collapse.theory import theory_curves
+
+fig, ax = plt.subplots(figsize=(4.5, 3))
+for fpr, color in ((0.1, "C0"), (0.95, "C3")):
+    args = [*TASK, "curation.score=verifier", f"curation.verifier.fpr={fpr}"]
+    df = collapse.simulate(*args, run_dir=fresh(f"runs/nb07_fpr{fpr}")).metrics  # collapse report works on it
+    mean = df.groupby("generation")["task_accuracy"].mean()
+    ax.plot(mean.index, mean.values, color=color, label=f"fpr = {fpr}")
+    curve = theory_curves(C.compose(args), G)["task_accuracy"]
+    ax.plot(np.arange(G), curve, color=color, ls="--", lw=1)
+ax.plot([], [], color="gray", ls="--", lw=1, label="theory (collapse.task_theory)")
+ax.set_xlabel("generation"); ax.set_ylabel("task accuracy"); ax.legend(frameon=False)
+fig"""),
+    md(r"""
+## The phase diagram: verifier quality x human share
+
+Final accuracy over the verifier's false-positive rate and the share of human answers in each batch, centred on
+generation 0's accuracy (blue: improved; red: declined). `collapse experiment=task_verifier` runs the full-size
+version as a Hydra multirun (`docs/task_verifier.png`).
+"""),
+    code("""
+FPRS = [0.1, 0.6, 0.95] if QUICK else [0.0, 0.1, 0.3, 0.6, 0.8, 0.95]
+SHARES = [0.0, 0.25] if QUICK else [0.0, 0.1, 0.25, 0.5]
+cells = []
+for fpr in FPRS:
+    for share in SHARES:
+        m = collapse.simulate(*TASK, "curation.score=verifier", f"curation.verifier.fpr={fpr}",
+                              f"loop.real_fraction={share}").metrics
+        cells.append(m.assign(fpr=fpr, human_share=share))
+grid = pd.concat(cells, ignore_index=True)
+start = float(grid[grid["generation"] == 0]["task_accuracy"].mean())
+P.phase_diagram(grid, "task_accuracy", x="fpr", y="human_share", center=start, annotate=True)"""),
+    md(r"""
+Three regions: where $\text{fpr} < 1-\text{fnr}$ the loop improves, and human answers (right only half the time)
+hold it *back*; at $\text{fpr} = 1-\text{fnr}$ it stalls; above, it collapses toward 0 and human data stop the fall
+at a level that rises with their share. What the improving loop still loses shows in the tail metrics: the
+effective number of answers per problem (`answer_diversity`) and the problems whose right answer vanished
+(`lost_problems`):
+"""),
+    code("""
+last = grid[grid["generation"] == G - 1]
+last.pivot_table(index="human_share", columns="fpr", values=["answer_diversity", "lost_problems"]).round(3)"""),
+    md(r"""
+## The model judging itself
+
+With `curation.score=model_loglik` the model keeps, of its 4 samples, the one it finds most likely: no outside
+check at all. On this task it still improves, because the right answer is each problem's most common human
+answer (0.5 against 0.056 for each wrong one), so self-preference sharpens the model onto its majority
+(self-consistency): accuracy rises toward the greedy accuracy of generation 0, not beyond.
+"""),
+    code("""
+self_judged = collapse.simulate(*TASK, "curation.score=model_loglik").metrics
+g = self_judged.groupby("generation")[["task_accuracy", "task_accuracy_greedy", "answer_diversity"]].mean()
+g.iloc[[0, 1, 2, -1]]"""),
+]
+
 
 NOTEBOOKS = {
     "01_gaussian_collapse.ipynb": NB01,
@@ -636,6 +724,7 @@ NOTEBOOKS = {
     "04_images.ipynb": NB04,
     "05_sweeps.ipynb": NB05,
     "06_curation.ipynb": NB06,
+    "07_self_improvement.ipynb": NB07,
 }
 
 

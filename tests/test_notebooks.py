@@ -18,11 +18,11 @@ nbformat = pytest.importorskip("nbformat", reason="needs the dev extra: pip inst
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = ["01_gaussian_collapse.ipynb", "02_tails.ipynb", "03_language.ipynb", "04_images.ipynb",
-            "05_sweeps.ipynb", "06_curation.ipynb"]
+            "05_sweeps.ipynb", "06_curation.ipynb", "07_self_improvement.ipynb"]
 CELL_TIMEOUT_S = 300
 
 
-def test_the_six_notebooks():
+def test_the_seven_notebooks():
     assert [p.name for p in NOTEBOOKS] == EXPECTED
 
 
