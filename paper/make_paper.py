@@ -51,10 +51,12 @@ FRACTION_NAMES = {0.0: "Zero", 0.05: "Five", 0.1: "Ten", 0.2: "Twenty", 0.5: "Fi
 # (replicates, generations) per experiment; None = skipped in that mode.
 SIZES = {
     "quick": {"gauss": (200, 100), "unbiased": (500, 100), "linreg": (200, 20), "zipf": (20, 20),
-              "fresh": (100, 60), "logdet": None},
+              "fresh": (100, 60), "logdet": None, "task": (20, 10)},
     "full": {"gauss": (1000, 1000), "unbiased": (2000, 100), "linreg": (2000, 20), "zipf": (200, 100),
-             "fresh": (1000, 300), "logdet": (500, 50)},
+             "fresh": (1000, 300), "logdet": (500, 50), "task": (100, 30)},
 }
+# verified self-training (experiment=task_verifier): the grid of verifier false-positive rates x human shares
+TASK_GRID = {"quick": ((0.6, 0.95), (0.0, 0.25)), "full": ((0.0, 0.1, 0.3, 0.6, 0.8, 0.95), (0.0, 0.1, 0.25, 0.5))}
 COMMON = ("metrics.sample_based=false", "quiet=true")
 GENERATED_PATTERNS = ("numbers.tex", "table_*.tex", "section_*.tex", "fig_*.pdf", "fig_*.png", "MANIFEST.txt")
 
@@ -475,6 +477,53 @@ gives \LogdetPerFitSim{} per fit, and after $n=\LogdetGens$ fits \LogdetSim{} ag
 \end{figure}
 """)
 
+    # -- (7) verified self-training: self-improvement or collapse
+    def task(self):
+        from collapse import config as C
+
+        R, G = self.sizes["task"]
+        fprs, shares = TASK_GRID[self.mode]
+        cells, g = [], G - 1
+        N = self.N
+        for fpr in fprs:
+            for share in shares:
+                over = ("experiment=task_verifier", f"curation.verifier.fpr={fpr:g}", f"loop.real_fraction={share:g}",
+                        f"replicates={R}", f"generations={G}")
+                res = run(self.runs, f"task_{fpr:g}_{share:g}", *over)
+                df = load_run(res.run_dir).assign(fpr=fpr, human_share=share)
+                curve = theory.theory_curves(C.compose([*over, *COMMON]), G)["task_accuracy"]
+                st = stat(df, "task_accuracy", g)
+                self.checks.add("Verified self-training", f"task\_accuracy, fpr ${fpr:g}$, human ${share:g}$", G,
+                                float(curve[g]), st)
+                cells.append((fpr, share, df, st, float(curve[g])))
+        cfg = cfg_of(res)
+        grid = pd.concat([c[2] for c in cells], ignore_index=True)
+        start = stat(grid, "task_accuracy", 0)
+        N.num("TaskProblems", cfg["source"]["problems"]), N.num("TaskAnswers", cfg["source"]["answers"])
+        N.num("TaskHuman", cfg["source"]["human_accuracy"], 2), N.num("TaskK", cfg["curation"]["k"])
+        N.num("TaskFnr", cfg["curation"]["verifier"]["fnr"], 2)
+        N.num("TaskPerProblem", cfg["loop"]["samples"] // cfg["source"]["problems"])
+        N.num("TaskBoundary", 1 - cfg["curation"]["verifier"]["fnr"], 2)
+        N.num("TaskReps", R), N.num("TaskGens", G), N.num("TaskLast", g), N.sim("TaskStartSim", start)
+        pick = {(f, s_): (st, th, df) for f, s_, df, st, th in cells}
+        boundary = 1 - cfg["curation"]["verifier"]["fnr"]
+        # the weakest verifier below the boundary that still improves (a better one reaches accuracy 1 in every
+        # chain: no interval to report), the strongest hallucinator above it
+        lo_f, hi_f, held = max(f for f in fprs if f < boundary - 1e-9), max(fprs), max(shares)
+        for name, key in (("Good", (lo_f, 0.0)), ("Bad", (hi_f, 0.0)), ("GoodHeld", (lo_f, held)),
+                          ("BadHeld", (hi_f, held))):
+            st, th, df = pick[key]
+            N.sim(f"Task{name}Sim", st), N.num(f"Task{name}Theory", th)
+        N.num("TaskGoodFpr", lo_f, 2), N.num("TaskBadFpr", hi_f, 2), N.num("TaskHeldShare", held, 2)
+        N.sim("TaskBadLostSim", stat(pick[(hi_f, 0.0)][2], "lost_problems", g))
+        N.sim("TaskGoodDiversitySim", stat(pick[(lo_f, 0.0)][2], "answer_diversity", g))
+        N.sim("TaskStartDiversitySim", stat(grid, "answer_diversity", 0))
+        fig = plots.phase_diagram(grid, "task_accuracy", x="fpr", y="human_share", center=start["mean"],
+                                  annotate=True)
+        fig.axes[0].set_xlabel("verifier false-positive rate")
+        fig.axes[0].set_ylabel("human share of each batch")
+        self.save(fig, "fig_task_phase")
+
     # -- everything
     def build(self):
         t0 = time.time()
@@ -484,6 +533,7 @@ gives \LogdetPerFitSim{} per fit, and after $n=\LogdetGens$ fits \LogdetSim{} ag
         self.zipf()
         self.fresh()
         self.logdet()
+        self.task()
         self.write("table_checks.tex", self.checks.table())
         N = self.N
         N.num("ChecksTotal", len(self.checks.rows))

@@ -182,6 +182,41 @@ def test_runs_and_latex_message(build):
     runs = list(build["runs"].glob("quick-*/*/summary.json"))
     assert len(runs) >= 6, runs
     if shutil.which("latexmk") is None:
+        assert os.environ.get("COLLAPSE_REQUIRE_PDF") != "1", "COLLAPSE_REQUIRE_PDF=1 but LaTeX is not installed"
         assert "LaTeX is not installed" in build["stdout"]
     else:
         assert (build["tmp"] / "latex_build" / "main.pdf").is_file()
+
+
+def _gray_pages(pdf: Path, folder: Path) -> list:
+    """Every page of ``pdf`` rendered by poppler's pdftoppm at 30 dpi, as 2-D uint8 arrays (binary PGM)."""
+    import numpy as np
+
+    subprocess.run(["pdftoppm", "-r", "30", "-gray", str(pdf), str(folder / "page")], check=True, timeout=300)
+    pages = []
+    for f in sorted(folder.glob("page-*.pgm")):
+        data = f.read_bytes()
+        magic, w, h, maxval, rest = data.split(maxsplit=4)
+        assert magic == b"P5" and int(maxval) == 255, f.name
+        pages.append(np.frombuffer(rest[: int(w) * int(h)], np.uint8).reshape(int(h), int(w)))
+    return pages
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None and os.environ.get("COLLAPSE_REQUIRE_PDF") != "1",
+                    reason="LaTeX is not installed (CI installs it: .ci/run)")
+def test_the_pdf_renders_every_page_with_text_and_figures(build, tmp_path):
+    """The quick build's PDF: poppler renders every page; each carries ink (text), and the pages with figures more
+    (no blank page, no missing figure box)."""
+    assert shutil.which("pdftoppm"), "poppler-utils (pdftoppm) is needed to check the pages"
+    pdf = build["tmp"] / "latex_build" / "main.pdf"
+    assert pdf.is_file(), build["stdout"][-2000:]
+    pages = _gray_pages(pdf, tmp_path)
+    n_figures = len(re.findall(r"\\includegraphics", MAIN.read_text(encoding="utf-8")))
+    assert len(pages) >= 8 and n_figures >= 8, (len(pages), n_figures)
+    ink = [float((p < 200).mean()) for p in pages]  # share of inked pixels (30 dpi: antialiased text is grey)
+    assert all(i > 0.003 for i in ink), ink  # every page has more on it than a page number (~0.0003)
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    for title in re.findall(r"\\section\{([^}]*)\}", MAIN.read_text(encoding="utf-8")):
+        words = re.sub(r"\\[a-z]+\{?|[{}$]", "", title).split()[:2]
+        assert " ".join(words).replace("fi", "") in text.replace("\ufb01", "").replace("fi", ""), title
+    assert "??" not in text, "an undefined reference or citation (??) in the PDF"
