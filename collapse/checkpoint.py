@@ -112,8 +112,8 @@ class Checkpointer:
                 return None
         self.progress["groups"][str(group)] = info
         rows = {k[len(ROWS):]: v for k, v in stored.items() if k.startswith(ROWS)}
-        self.models = self._models(stored, state_shape)
         self._check_layout(group, stored, rows, state_shape, info["finished"])
+        self.models = self._models(stored, state_shape)
         state = None
         if not info["finished"]:
             flat, tree = jax.tree_util.tree_flatten_with_path(state_shape)

@@ -369,7 +369,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     checks.integer(cfg, "metrics.tail_directions", lo=2)
     checks.integer(cfg, "metrics.tail_samples", lo=100)
     checks.integer(cfg, "metrics.repetition_n")
-    checks.integer(cfg, "metrics.pass_k", allowed="must be an integer >= 1 (samples of pass_at_k)")
+    if checks.get(cfg, "metrics.pass_k") is not None:  # (None: a config saved before the key)
+        checks.integer(cfg, "metrics.pass_k", allowed="must be an integer >= 1 (samples of pass_at_k)")
     check_curation(cfg)
     ev = cfg.metrics.eval_samples
     for key in ("metrics.knn_k", "metrics.dc_k"):
@@ -383,7 +384,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         allowed = f"must be an integer in [1, replicates = {cfg.replicates}]"
         if checks.integer(cfg, "export.replicates", allowed=allowed) > cfg.replicates:
             raise ConfigError("export.replicates", cfg.export.replicates, allowed)
-    if checks.get(cfg, "engine.rows_at_once") != "auto":
+    if checks.get(cfg, "engine.rows_at_once") not in ("auto", None):  # (None: a config saved before the key)
         checks.integer(cfg, "engine.rows_at_once", allowed="must be auto or an integer >= 1 (rows run together)")
     checks.number(cfg, "engine.max_pool_gib", 0.0, lo_open=True, allowed="must be a number > 0")
     checks.boolean(cfg, "quiet")
@@ -441,7 +442,7 @@ def rows_at_once(cfg) -> int | None:
     """The most rows a compiled step runs together: ``engine.rows_at_once``, or for ``auto`` what the family's
     spec says fits in memory (None: all)."""
     value = cfg.engine.get("rows_at_once", "auto")
-    if value != "auto":
+    if value not in ("auto", None):
         return int(value)
     hook = components.find("model", cfg.model).rows_at_once
     return hook(cfg) if hook is not None else None

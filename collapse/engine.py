@@ -563,10 +563,13 @@ class Chain:
                                   for kg, slot in zip(spec.keep_models, state["models"]))
         out = self._metrics(k_metric, g, params, new, truth)
         if self.cur is not None:  # none keeps every drawn point: 1
-            rate = rate if self.curating else jnp.asarray(1.0, spec.dtype)
-            rates = rate if isinstance(rate, dict) else {"accept_rate": rate}
             nan = jnp.asarray(jnp.nan, spec.dtype)
-            out.update({k: v if spec.n_syn > 0 else nan for k, v in rates.items()})
+            if spec.n_syn == 0:  # nothing drawn, nothing curated (rate is None): every curation column NaN
+                rates = {k: nan for k in ("accept_rate",) + self.cur.extra_names}
+            else:
+                rate = rate if self.curating else jnp.asarray(1.0, spec.dtype)
+                rates = rate if isinstance(rate, dict) else {"accept_rate": rate}
+            out.update(rates)
         return new, out
 
     @staticmethod

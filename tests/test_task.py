@@ -108,6 +108,23 @@ def test_task_metrics_and_verifier_precision_equal_their_definitions_on_hand_mad
     assert abs(acc_right - 0.6) < Z * se and abs(acc_wrong - 0.25) < Z * se
 
 
+def test_a_verified_run_with_no_synthetic_part_reports_nan_curation_columns():
+    df = collapse.simulate(*BASE, *VERIFIED, "loop.real_fraction=1.0", "generations=3", "replicates=2").metrics
+    assert df["accept_rate"].isna().all() and df["verifier_precision"].isna().all()
+    assert np.isfinite(df["task_accuracy"]).all()
+
+
+def test_problem_ids_are_balanced_and_do_not_overflow_int32():
+    from collapse.sources.task import problems_of
+
+    np.testing.assert_array_equal(problems_of(6, 3), [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(problems_of(5, 3), [0, 0, 1, 1, 2])  # floor(i P / n)
+    big = np.asarray(problems_of(4_000_001, 1000))  # i P passes 2^31 here
+    assert big.min() == 0 and big.max() == 999 and np.all(np.diff(big) >= 0)
+    counts = np.bincount(big)
+    assert counts.min() >= 4000 and counts.max() <= 4001
+
+
 @pytest.mark.parametrize("args,message", [
     (["curation=best_of", "curation.score=verifier", "curation.verifier.fpr=1.5"],
      "curation.verifier.fpr=1.5: must be a probability in [0, 1]"),

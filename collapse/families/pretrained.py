@@ -160,12 +160,14 @@ def check(cfg, source: SourceSpec) -> None:
                           f"({cfg.model.path}/config.json)")
     checks.integer(cfg, "model.steps")
     checks.integer(cfg, "model.batch")
-    checks.integer(cfg, "model.accumulate", allowed="must be an integer >= 1 (microbatches per optimizer step)")
+    if cfg.model.get("accumulate") is not None:  # (None: a config saved before the key)
+        checks.integer(cfg, "model.accumulate", allowed="must be an integer >= 1 (microbatches per optimizer step)")
     checks.number(cfg, "model.lr", 0.0, lo_open=True, allowed="must be a number > 0")
     checks.integer(cfg, "model.warmup", lo=0)
     checks.number(cfg, "model.weight_decay", 0.0, allowed="must be a number >= 0")
     checks.choice(cfg, "model.init", INITS)
-    checks.choice(cfg, "model.precision", PRECISIONS)
+    if cfg.model.get("precision") is not None:
+        checks.choice(cfg, "model.precision", PRECISIONS)
     checks.integer(cfg, "model.lora.rank", lo=0, allowed="must be an integer >= 0 (0 = full fine-tuning)")
     checks.number(cfg, "model.lora.alpha", 0.0, lo_open=True, allowed="must be a number > 0")
     targets = list(cfg.model.lora.targets)
@@ -192,7 +194,9 @@ def _memory(cfg, config):
     est = memory.estimate(config, batch=m.batch, segment=seg, samples_per_generation=cfg.loop.samples // seg,
                           lora_rank=m.lora.rank, lora_targets=tuple(m.lora.targets), init=m.init,
                           bytes_per_float=8 if cfg.precision == "float64" else 4,
-                          compute_bytes=jnp.dtype(compute_dtype_of(m.precision, dtype_of(cfg))).itemsize,
+                          compute_bytes=jnp.dtype(compute_dtype_of(m.get("precision", "auto"),
+                                                                   dtype_of(cfg))).itemsize,
+                          accumulate=m.get("accumulate", 1),
                           kept_models=len(export_generations(cfg)) if cfg.get("export") is not None else 0)
     return est, math.ceil(cfg.replicates / len(jax.devices())), limit_bytes, what
 
@@ -213,8 +217,10 @@ def check_memory(cfg, config) -> None:
     from collapse.lm import memory
 
     est, per_device, limit_bytes, what = _memory(cfg, config)
+    import math
+
     fixed = cfg.engine.get("rows_at_once", "auto")
-    at_once = 1 if fixed == "auto" else min(int(fixed), per_device)
+    at_once = 1 if fixed in ("auto", None) else min(math.ceil(int(fixed) / len(jax.devices())), per_device)
     need = est.total(per_device, at_once)
     if need > 0.9 * limit_bytes:
         parts = ", ".join(f"{k} {memory.gib(v)}" for k, v in est.parts.items())
@@ -241,11 +247,11 @@ def tokenizer_of(cfg) -> str:
 def build(cfg, source) -> Family:
     m = cfg.model
     return pretrained(Path(m.path).expanduser(), source.dim, source.segment, steps=m.steps, batch=m.batch,
-                      accumulate=m.accumulate,
+                      accumulate=m.get("accumulate", 1),
                       lr=float(m.lr), warmup=m.warmup, weight_decay=float(m.weight_decay), init=m.init,
                       lora_rank=m.lora.rank, lora_alpha=float(m.lora.alpha), lora_targets=tuple(m.lora.targets),
                       decoding=decoding_of(cfg), dtype=dtype_of(cfg),
-                      precision=m.precision)
+                      precision=m.get("precision", "auto"))
 
 
 FAMILY = FamilySpec("pretrained", fits=("corpus",), check=check, build=build, tokenizer=tokenizer_of,

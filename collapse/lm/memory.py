@@ -5,7 +5,8 @@ parameters: P for full fine-tuning, the adapters for LoRA):
 
 - weights: P b once (the checkpoint, shared by every replicate) + T b (the replicate's current model) + T b again
   with ``init=gen0`` (its generation-0 model) + T b per generation of ``export.generations`` (kept to the end);
-- training: 4 T b (the start point, the gradient, Adam's two moments) + activations kept for the backward pass,
+- training: 4 T b (the start point, the gradient, Adam's two moments; 5 T b with gradient accumulation, whose
+  running sum is a second gradient) + activations kept for the backward pass,
   B L (16 d + 2 H L) a per layer (B = ``model.batch`` segments of L tokens, a microbatch under gradient
   accumulation; d features, H heads; a bytes per activation: 2 under ``model.precision=bfloat16``, else b)
   + 3 B L V 4 for the float32 logits and their softmax (V the vocabulary);
@@ -86,10 +87,10 @@ class MemoryEstimate:
 
 def estimate(c: LMConfig, *, batch: int, segment: int, samples_per_generation: int, lora_rank: int,
              lora_targets: tuple[str, ...], init: str, bytes_per_float: int = 4,
-             compute_bytes: int | None = None, kept_models: int = 0) -> MemoryEstimate:
+             compute_bytes: int | None = None, kept_models: int = 0, accumulate: int = 1) -> MemoryEstimate:
     """``bytes_per_float``: the weights' and optimizer's float; ``compute_bytes``: the activations' and cache's
     (2 under ``model.precision=bfloat16``; default the same); ``kept_models``: generations kept for
-    ``export.generations`` (T b each)."""
+    ``export.generations`` (T b each); ``accumulate`` > 1 holds a second gradient (the running sum) in training."""
     b, L = bytes_per_float, segment
     a = compute_bytes or b
     P = parameter_count(c)
@@ -97,7 +98,7 @@ def estimate(c: LMConfig, *, batch: int, segment: int, samples_per_generation: i
     parts = {
         "model": T * b * (2 if init == "gen0" else 1),
         "kept models": kept_models * T * b,
-        "optimizer": 4 * T * b,
+        "optimizer": (4 + (accumulate > 1)) * T * b,
         "activations": c.num_layers * batch * L * (16 * c.hidden_size + 2 * c.num_heads * L) * a
         + 3 * batch * L * c.vocab_size * 4,  # logits and their softmax: float32
         "sampling": samples_per_generation * L * c.num_layers * 2 * c.num_kv_heads * c.head_dim * a

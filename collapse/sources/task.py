@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from collapse import checks
 from collapse.components import SourceSpec
@@ -24,8 +25,11 @@ from collapse.sources.base import Source
 
 
 def problems_of(n: int, problems: int):
-    """(n,) int32 problem ids of n rows: floor(i P / n), consecutive and balanced."""
-    return (jnp.arange(n, dtype=jnp.int32) * problems // n).astype(jnp.int32)
+    """(n,) int32 problem ids of n rows: floor(i P / n), consecutive and balanced (i // (n / P) when P divides n;
+    otherwise computed on the host in int64, since i P may pass 2^31 for large candidate counts)."""
+    if n % problems == 0:
+        return jnp.arange(n, dtype=jnp.int32) // (n // problems)
+    return jnp.asarray((np.arange(n, dtype=np.int64) * problems // n).astype(np.int32))
 
 
 def task(problems: int = 100, answers: int = 10, human_accuracy: float = 0.8, dtype=jnp.float32) -> Source:
@@ -60,8 +64,6 @@ def check(cfg) -> None:
     if isinstance(samples, int) and samples < P:
         raise ConfigError("loop.samples", samples, f"must be >= source.problems={P} (every problem answered at "
                           "least once a generation)")
-    if isinstance(samples, int) and samples * P >= 2**31:
-        raise ConfigError("loop.samples", samples, f"x source.problems={P} must be < 2^31 (int32 problem ids)")
 
 
 def build(cfg):
