@@ -30,6 +30,7 @@ Params: ``{"w": trained arrays (all weights, or the adapters), "loss": mean trai
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import jax
@@ -178,8 +179,6 @@ def check(cfg, source: SourceSpec) -> None:
 
 def _memory(cfg, config):
     """(estimate, replicates per device, limit bytes, what the limit is) of a run (:mod:`collapse.lm.memory`)."""
-    import math
-
     from collapse.config import export_generations
     from collapse.lm import memory
 
@@ -201,13 +200,11 @@ def _memory(cfg, config):
     return est, math.ceil(cfg.replicates / len(jax.devices())), limit_bytes, what
 
 
-def fitting_rows(cfg, config) -> int:
-    """The most replicates per device that run together within 90% of the limit (0: not even one)."""
-    est, per_device, limit_bytes, _ = _memory(cfg, config)
-    k = per_device
-    while k > 0 and est.total(per_device, k) > 0.9 * limit_bytes:
-        k -= 1
-    return k
+def fitting_rows(est, per_device: int, limit_bytes: float) -> int:
+    """The most replicates per device that train and sample together within 90% of the limit, at most
+    ``per_device`` (0: not even one): the largest k with shared + R held + k working <= 0.9 limit."""
+    room = 0.9 * limit_bytes - est.shared - per_device * est.held
+    return int(max(0, min(per_device, room // est.working)))
 
 
 def check_memory(cfg, config) -> None:
@@ -217,8 +214,6 @@ def check_memory(cfg, config) -> None:
     from collapse.lm import memory
 
     est, per_device, limit_bytes, what = _memory(cfg, config)
-    import math
-
     fixed = cfg.engine.get("rows_at_once", "auto")
     at_once = 1 if fixed in ("auto", None) else min(math.ceil(int(fixed) / len(jax.devices())), per_device)
     need = est.total(per_device, at_once)
@@ -235,8 +230,8 @@ def check_memory(cfg, config) -> None:
 def rows_at_once(cfg) -> int | None:
     """``engine.rows_at_once=auto``: all replicates together when they fit, else as many as fit (per device)."""
     config, _ = _read(cfg)
-    k = fitting_rows(cfg, config)
-    _, per_device, _, _ = _memory(cfg, config)
+    est, per_device, limit_bytes, _ = _memory(cfg, config)
+    k = fitting_rows(est, per_device, limit_bytes)
     return None if k >= per_device else max(k, 1) * len(jax.devices())
 
 
