@@ -30,13 +30,16 @@ from collapse.errors import ConfigError
 class SourceSpec:
     """A ground-truth source: its ``kind`` (continuous | discrete | supervised | text | image), further
     ``traits`` families may fit by (e.g. ``toy_2d``), ``check(cfg)`` of the ``source.*`` keys it owns (raises
-    :class:`ConfigError`), and ``build(cfg) -> Source`` (called inside the run's precision context)."""
+    :class:`ConfigError`), and ``build(cfg) -> Source`` (called inside the run's precision context); optionally
+    ``derive(cfg) -> {dotted key: value}``: keys the source computes from its others (``source.segment`` of a task
+    whose length its settings fix), filled in before any key is checked."""
 
     name: str
     kind: str
     check: Callable[[Any], None]
     build: Callable[[Any], Any]
     traits: tuple[str, ...] = ()
+    derive: Optional[Callable[[Any], dict]] = None
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -320,7 +320,7 @@ def _first_line(exc: Exception) -> str:
 # ----- validation ----------------------------------------------------------------------------------
 def validate(cfg: DictConfig) -> DictConfig:
     """Check every key the run uses: the loop's own keys here, each component's keys by its spec (the source's,
-    the family's, the curation rule's). Fills ``source.design_size`` for the linear source. Returns cfg."""
+    the family's, the curation rule's). Fills the keys a source derives (:attr:`SourceSpec.derive`). Returns cfg."""
 
     components.load_plugins(cfg)
     checks.integer(cfg, "generations")
@@ -335,6 +335,12 @@ def validate(cfg: DictConfig) -> DictConfig:
     frac = checks.number(cfg, "loop.real_fraction", 0.0, 1.0)
     samples = checks.integer(cfg, "loop.samples")
     source = components.find("source", cfg.source)
+    if source.derive is not None:
+        from omegaconf import OmegaConf, open_dict
+
+        with open_dict(cfg):
+            for key, value in source.derive(cfg).items():
+                OmegaConf.update(cfg, key, value)
     units, what = samples, "points"
     if source.kind == "text":
         seg = checks.integer(cfg, "source.segment", lo=2)

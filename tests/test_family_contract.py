@@ -33,6 +33,7 @@ SOURCE_TINY = {
     "text": ("source.corpus=stdlib", "source.vocab_size=32", "source.segment=16", "loop.samples=256"),
     "markov": ("source.vocab=32", "source.segment=16", "loop.samples=256"),
     "task": ("source.problems=8", "source.answers=5"),
+    "arithmetic": ("source.digits=1", "metrics.heldout=20", "loop.samples=120"),
 }
 N_IMAGES, SIDE = 200, 8  # the array and idx sources read tiny files written here
 

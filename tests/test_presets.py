@@ -290,6 +290,39 @@ def check_task_verifier(preset):
     assert_near(at(good, "task_accuracy", 5), curve[5], "good verifier: accuracy at generation 5 = theory")
 
 
+def check_arithmetic_verifier(preset):
+    """Verified self-training of a Transformer on 2-digit addition at 4 generations (the preset's seed, task, model
+    and loop), for the preset's three scores and an uninformative exact verifier (fpr = fnr = 0.5). The arms share
+    their seed, so generation 0 is one model in each (checked); the claims are judged in the replicates whose
+    generation 0 learned the task (greedy accuracy >= 0.3; a replicate whose training failed has nothing to improve
+    on), on greedy accuracy over the H = 500 held-out problems, against 2 standard errors of a difference of two
+    accuracies, tol = 2 sqrt(2 p (1 - p) / H) at generation 0's p: the exact checker's gain exceeds tol in each,
+    the poor, learned and self-judging arms' gains stay below it; the learned verifier measures as almost
+    uninformative (fpr and fnr both above 0.2), the poor one's precision is below the exact one's."""
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.load(EXPERIMENTS / f"{preset}.yaml").hydra.sweeper.params
+    assert set(str(params["curation.score"]).split(",")) == {"verifier", "learned_verifier", "model_loglik"}
+    arms = {name: run(preset, *args, "generations=4") for name, args in {
+        "exact": ("curation.score=verifier",),
+        "poor": ("curation.score=verifier", "curation.verifier.fpr=0.5", "curation.verifier.fnr=0.5"),
+        "learned": ("curation.score=learned_verifier",),
+        "self": ("curation.score=model_loglik",)}.items()}
+    g0 = at(arms["exact"], "task_accuracy_greedy", 0)
+    for df in arms.values():
+        np.testing.assert_array_equal(at(df, "task_accuracy_greedy", 0), g0)
+    learned = g0 >= 0.3
+    assert learned.sum() >= 2, f"generation 0 learned the task in too few replicates: {g0}"
+    tol = 2 * np.sqrt(2 * g0 * (1 - g0) / 500)
+    gain = {n: (at(df, "task_accuracy_greedy") - g0)[learned] for n, df in arms.items()}
+    assert np.all(gain["exact"] > tol[learned]), (gain, tol)
+    for name in ("poor", "learned", "self"):
+        assert np.all(gain[name] < tol[learned]), (name, gain, tol)
+    later = {n: df[df.generation > 0] for n, df in arms.items()}
+    assert later["learned"].verifier_fpr.mean() > 0.2 and later["learned"].verifier_fnr.mean() > 0.2
+    assert later["poor"].verifier_precision.mean() < later["exact"].verifier_precision.min()
+
+
 # Curation presets are Hydra multiruns over curation.*: every swept value runs here as its own simulate() call.
 def sweep_values(preset: str) -> tuple[str, list[str]]:
     from omegaconf import OmegaConf
@@ -401,6 +434,7 @@ CHECKS = {
     "text_transformer": check_text_transformer,
     "shumailov_pretrained": check_shumailov_pretrained,
     "task_verifier": check_task_verifier,
+    "arithmetic_verifier": check_arithmetic_verifier,
     "markov_ngram": check_markov_ngram,
     "digits_vae": check_digits_vae,
     "ring_diffusion": check_ring_diffusion,
@@ -408,7 +442,8 @@ CHECKS = {
     "curation_scores": check_curation_scores,
     "curation_markov": check_curation_markov,
 }
-SLOW = {"digits_vae", "ring_diffusion", "text_transformer", "text_extinction", "shumailov_pretrained"}  # the longest first under xdist
+SLOW = {"digits_vae", "ring_diffusion", "text_transformer", "text_extinction", "shumailov_pretrained",
+        "arithmetic_verifier"}  # the longest first under xdist
 
 
 def preset_names() -> list[str]:

@@ -79,7 +79,7 @@ def test_best_of_one_is_the_plain_loop_whatever_the_verifier():
 
 
 def test_task_metrics_and_verifier_precision_equal_their_definitions_on_hand_made_cases():
-    from collapse.curation.verifier import precision, verifier
+    from collapse.curation.verifier import quality, verifier
     from collapse.families.answers import answers
     from collapse.metrics.builtin import task_metrics
     from collapse.metrics.registry import MetricContext
@@ -95,12 +95,14 @@ def test_task_metrics_and_verifier_precision_equal_their_definitions_on_hand_mad
     assert got == pytest.approx({"task_accuracy": 0.25, "task_accuracy_greedy": 0.25, "pass_at_k": 0.375,
                                  "answer_diversity": 1.5, "lost_problems": 0.5}, abs=1e-6)
     cand = {"x": jnp.array([0, 0, 1, 1, 1], jnp.int32), "y": jnp.array([0, 2, 1, 1, 0], jnp.int32)}
-    scores = jnp.array([1.0, 1.0, 0.0, 1.0, 1.0])  # accepted: right, wrong, right, wrong
-    assert float(precision(cand, scores, truth)["verifier_precision"]) == pytest.approx(0.5)
-    assert np.isnan(float(precision(cand, jnp.zeros(5), truth)["verifier_precision"]))
-    exact = verifier(0.0, 0.0)(jax.random.key(1), cand, truth, None, None)
+    scores = jnp.array([1.0, 1.0, 0.0, 1.0, 1.0])  # accepted: right, wrong, right, wrong; rejected: right
+    got = {k: float(v) for k, v in quality(src.is_right, 0.5)(cand, scores, truth).items()}
+    assert got == pytest.approx({"verifier_precision": 0.5, "verifier_fpr": 1.0, "verifier_fnr": 1 / 3})
+    none = quality(src.is_right, 0.5)(cand, jnp.zeros(5), truth)
+    assert np.isnan(float(none["verifier_precision"])) and float(none["verifier_fpr"]) == 0.0
+    exact = verifier(src.is_right, 0.0, 0.0)(jax.random.key(1), cand, truth, None, None)
     np.testing.assert_array_equal(exact, [1.0, 0.0, 1.0, 1.0, 0.0])  # fpr = fnr = 0: the exact checker
-    rates = verifier(0.25, 0.4)(jax.random.key(2), {"x": jnp.zeros(40000, jnp.int32),
+    rates = verifier(src.is_right, 0.25, 0.4)(jax.random.key(2), {"x": jnp.zeros(40000, jnp.int32),
                                                     "y": jnp.tile(jnp.array([0, 1], jnp.int32), 20000)}, truth, None,
                                 None)
     acc_right, acc_wrong = float(rates[0::2].mean()), float(rates[1::2].mean())
@@ -134,7 +136,8 @@ def test_problem_ids_are_balanced_and_do_not_overflow_int32():
     (["curation=best_of", "curation.score=verifier", "curation.k=0"], "curation.k=0"),
     (["loop.samples=20"], "loop.samples=20: must be >= source.problems=40"),
     (["source=gaussian", "model=gaussian", "curation=best_of", "curation.score=verifier"],
-     "curation.score='verifier': needs a source with checkable answers (source=task); source=gaussian has none"),
+     "curation.score='verifier': needs a source with checkable answers (source=task or arithmetic); source=gaussian "
+     "has none"),
     (["source.human_accuracy=2"], "source.human_accuracy=2"),
 ])
 def test_bad_task_input_is_one_line_exit_2(tmp_path, args, message):
@@ -148,3 +151,23 @@ def test_bad_task_input_is_one_line_exit_2(tmp_path, args, message):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], p.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_learned_verifier_is_as_good_as_its_labels_and_logs_its_measured_rates():
+    """With labels covering every (problem, answer) pair the logistic verifier is exact (measured fpr = fnr = 0) and
+    the loop improves; with 2 labels it can only accept or reject nearly everything (fpr + fnr ~ 1: uninformative)
+    and accuracy does not rise."""
+    args = ("curation=best_of", "curation.k=3", "curation.score=learned_verifier", "source.human_accuracy=0.6",
+            "model.smoothing=0.5", "loop.real_fraction=0.2", "generations=6", "replicates=50", "seed=5")
+    many = collapse.simulate(*BASE, *args, "curation.verifier.labels=800").metrics
+    few = collapse.simulate(*BASE, *args, "curation.verifier.labels=2").metrics
+    later = many.generation > 0
+    assert many.loc[later, "verifier_fpr"].max() <= 0.01 and many.loc[later, "verifier_fnr"].max() <= 0.01
+    g = many.groupby("generation")["task_accuracy"]
+    mean, se = g.mean().to_numpy(), (g.std(ddof=1) / np.sqrt(g.size())).to_numpy()
+    assert mean[-1] - Z * se[-1] > mean[0] + Z * se[0]
+    both = (few.verifier_fpr + few.verifier_fnr)[few.generation > 0]
+    assert abs(both.mean() - 1.0) < 0.1  # an uninformative verifier: fpr = 1 - fnr
+    g = few.groupby("generation")["task_accuracy"]
+    mean, se = g.mean().to_numpy(), (g.std(ddof=1) / np.sqrt(g.size())).to_numpy()
+    assert mean[-1] <= mean[0] + Z * se[0]

@@ -14,7 +14,10 @@ Scores of a candidate x (nats unless stated):
 - ``detector``:      log-odds of real of a classifier trained this generation (:mod:`collapse.curation.detector`);
 - ``verifier``:      1 if an answer checker of false-positive rate ``curation.verifier.fpr`` and false-negative
                      rate ``curation.verifier.fnr`` accepts the candidate, else 0 (:mod:`collapse.curation.verifier`;
-                     sources with checkable answers).
+                     sources with checkable answers);
+- ``learned_verifier``: log-odds of right of a logistic regression refit every generation on
+                     ``curation.verifier.labels`` candidates labelled by the exact checker (sources with checkable
+                     answers). Both verifiers log their measured precision, fpr and fnr on the candidates.
 Text units are scored by the sum over the positions where every density involved is defined.
 """
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collapse import checks, components
 from collapse.curation import detector as det, rewards as rw, verifier as vf
 from collapse.errors import ConfigError
 
-SCORES = ("true_loglik", "model_loglik", "density_ratio", "reward", "detector", "verifier")
+SCORES = ("true_loglik", "model_loglik", "density_ratio", "reward", "detector", "verifier", "learned_verifier")
 
 
 @dataclass(frozen=True)
@@ -133,11 +136,17 @@ def _score_fn(ccfg, source, family, dtype):
     if name == "reward":
         reward = _reward_fn(ccfg, source, dtype, key="curation.score")
         return lambda key, x, truth, params, real: reward(x, truth)
-    if name == "verifier":
+    if name in ("verifier", "learned_verifier"):
         if "answers" not in source.capabilities:
-            raise ConfigError("curation.score", name, f"needs a source with checkable answers (source=task); "
-                              f"source={source.name} has none")
-        return vf.verifier(float(ccfg.verifier.fpr), float(ccfg.verifier.fnr), dtype)
+            raise ConfigError("curation.score", name, f"needs a source with checkable answers (source=task or "
+                              f"arithmetic); source={source.name} has none")
+        v = ccfg.verifier
+        if name == "verifier":
+            return vf.verifier(source.is_right, float(v.fpr), float(v.fnr), dtype)
+        phi = (vf.pair_features(source.info["problems"], source.dim) if source.kind == "task"
+               else vf.position_features(source.dim))
+        d = ccfg.detector
+        return vf.learned_verifier(source.is_right, phi, int(v.labels), int(d.steps), float(d.lr), float(d.l2))
     if source.kind in ("supervised", "task"):
         raise ConfigError("curation.score", name, f"no detector is defined for source={source.name} (supervised "
                           "data); use true_loglik, model_loglik, density_ratio")
@@ -147,11 +156,12 @@ def _score_fn(ccfg, source, family, dtype):
 
 
 def wants_reward(cfg, source) -> bool:
-    """``metrics.reward_mean``: auto = whenever curation is on and the source has a reward."""
+    """``metrics.reward_mean``: auto = whenever curation is on and the source has a reward (not a task)."""
     v = cfg.metrics.reward_mean
-    if v == "auto":
+    if v == "auto":  # (a task's measure of quality is its accuracy, not a token reward)
         return components.find("curation", cfg.curation).curates and source.kind in rw.KINDS and not (
-            source.kind == "image" and not (source.data and "classifier" in source.data))
+            source.kind == "image" and not (source.data and "classifier" in source.data)) and (
+            "answers" not in source.capabilities)
     return bool(v)
 
 
@@ -170,7 +180,10 @@ def check_curation(cfg) -> None:
     if score == "verifier":
         for key in ("curation.verifier.fpr", "curation.verifier.fnr"):
             checks.number(cfg, key, 0.0, 1.0, allowed="must be a probability in [0, 1]")
-    if score == "detector":
+    if score == "learned_verifier":
+        checks.integer(cfg, "curation.verifier.labels", allowed="must be an integer >= 1 (labelled answers per "
+                       "generation)")
+    if score in ("detector", "learned_verifier"):
         checks.integer(cfg, "curation.detector.steps")
         checks.number(cfg, "curation.detector.lr", 0.0, lo_open=True, allowed="must be a number > 0")
         checks.number(cfg, "curation.detector.l2", 0.0, allowed="must be a number >= 0")
@@ -192,10 +205,10 @@ def build_curation(cfg, source, family, dtype) -> Optional[Curation]:
                         reward_every_kept=_cheap_draws(source))
     candidates, select, take = rule.build(c)
     score = _score_fn(c, source, family, dtype)
-    verifying = c.score == "verifier"
+    verifying = c.score in ("verifier", "learned_verifier")  # accepted: score 1 of 0/1, or log-odds > 0
+    quality = vf.quality(source.is_right, 0.5 if c.score == "verifier" else 0.0) if verifying else None
     return Curation(rule.name, candidates, select, score, reward, int(c.reward_draws), c.score == "detector", take,
-                    _cheap_draws(source), vf.precision if verifying else None,
-                    ("verifier_precision",) if verifying else ())
+                    _cheap_draws(source), quality, vf.QUALITY if verifying else ())
 
 
 def _cheap_draws(source) -> bool:

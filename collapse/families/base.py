@@ -112,6 +112,8 @@ class Family:
                   the exact KL rate to a Markov-chain truth.
       answer_probs: (params) -> (P, A) answer probabilities of every problem (``source=task`` families): exact
                   task accuracy.
+      decode:     (key, params, n, prompts, decoding) -> (n, L) tokens: text families sampling through the given
+                  :class:`~collapse.text.decoding.Decoding` controls instead of the run's (greedy task accuracy).
       export:     (params as NumPy) -> {file name: bytes}: the model in its own format for
                   ``export.generations`` (a pretrained LM: the Hugging Face layout). Without it a model is written
                   as ``params.safetensors`` (:func:`collapse.families.base.params_files`).
@@ -144,14 +146,16 @@ class Family:
     transitions: Optional[ParamsFn] = None
     answer_probs: Optional[ParamsFn] = None
     export: Optional[Callable[[Any], dict]] = None
+    decode: Optional[Callable] = None
 
     @property
     def capabilities(self) -> frozenset[str]:
         """What the family offers, by name: log_prob, components (exact mixture moments and tail mass), probs,
         coef, stats (sufficient-statistic fit), stats_sampler (draws statistics directly), gaussian, trains,
-        transitions, answer_probs. Metrics and the engine choose estimators from these, never from the family's name."""
+        transitions, answer_probs, decode. Metrics and the engine choose estimators from these, never from the family's name."""
         have = {"log_prob": self.log_prob, "components": self.components, "probs": self.probs, "coef": self.coef,
-                "stats_sampler": self.sample_stats, "transitions": self.transitions, "answer_probs": self.answer_probs}
+                "stats_sampler": self.sample_stats, "transitions": self.transitions, "answer_probs": self.answer_probs,
+                "decode": self.decode}
         out = {k for k, v in have.items() if v is not None} | {k for k in ("gaussian", "trains") if getattr(self, k)}
         return frozenset(out | ({"stats"} if self.has_stats else set()))
 

@@ -95,7 +95,7 @@ def ngram(vocab: int, order: int, smoothing: str = "add_k", k: float = 0.01, lam
     def init(truth=None):
         return {"logp": jnp.zeros((n_ctx, V), dtype), "logstart": jnp.zeros((n_ctx,), dtype)}
 
-    def _one(key, params, prefix):
+    def _one(key, params, prefix, controls):
         """One segment: ``prefix`` (P,) tokens (P >= n - 1 or a drawn start context), then generation."""
         k0, k1 = jax.random.split(key)
         if prefix is None:
@@ -111,18 +111,21 @@ def ngram(vocab: int, order: int, smoothing: str = "add_k", k: float = 0.01, lam
 
         def step(carry, kk):
             c, s = carry
-            tok = sample_token(kk, params["logp"][c], s, decoding).astype(jnp.int32)
+            tok = sample_token(kk, params["logp"][c], s, controls).astype(jnp.int32)
             c = (c * V + tok) % n_ctx if n > 1 else c
             return (c, s.at[tok].set(True)), tok
 
         _, toks = jax.lax.scan(step, (ctx, seen), jax.random.split(k1, L - P))
         return jnp.concatenate([prefix.astype(jnp.int32), toks])
 
-    def sample(key, params, m, scale, prompts):
+    def decode(key, params, m, prompts, controls: Decoding):
         keys = jax.random.split(key, m)
         if prompts is None:
-            return jax.vmap(lambda kk: _one(kk, params, None))(keys)
-        return jax.vmap(lambda kk, pr: _one(kk, params, pr))(keys, prompts)
+            return jax.vmap(lambda kk: _one(kk, params, None, controls))(keys)
+        return jax.vmap(lambda kk, pr: _one(kk, params, pr, controls))(keys, prompts)
+
+    def sample(key, params, m, scale, prompts):
+        return decode(key, params, m, prompts, decoding)
 
     def log_prob(params, tokens):
         codes = window_codes(tokens, n, V)  # (m, L - n + 1)
@@ -131,7 +134,7 @@ def ngram(vocab: int, order: int, smoothing: str = "add_k", k: float = 0.01, lam
         return jnp.concatenate([pad, scores], -1)
 
     return Family("ngram", ("text",), init, fit, sample, log_prob, stats=stats, merge_stats=merge_stats,
-                  fit_stats=fit_stats, transitions=lambda params: jnp.exp(params["logp"]))
+                  fit_stats=fit_stats, transitions=lambda params: jnp.exp(params["logp"]), decode=decode)
 
 
 def check(cfg, source: SourceSpec) -> None:

@@ -141,19 +141,22 @@ def transformer(vocab: int, segment: int, layers: int = 2, d_model: int = 64, he
                                   batch, opt)
         return {"net": variables, "loss": tail_mean(losses).astype(dtype)}
 
-    def sample(key, params, m, scale, prompts):
+    def decode(key, params, m, prompts, controls: Decoding):
         variables = params["net"]
         dh = d_model // heads
         cache = [(jnp.zeros((m, heads, context, dh), dtype), jnp.zeros((m, heads, context, dh), dtype))
                  for _ in range(layers)]
         return sample_segments(key, lambda tok, pos, c: net.apply(variables, tok, pos, c, method=TinyGPT.step),
-                               cache, m, L, V, V, prompts, decoding)
+                               cache, m, L, V, V, prompts, controls)
+
+    def sample(key, params, m, scale, prompts):
+        return decode(key, params, m, prompts, decoding)
 
     def log_prob(params, tokens):
         return token_logp(params["net"], tokens)
 
     return Family("transformer", ("text",), init_params, fit, sample, log_prob,
-                  warm_from="gen0" if init == "gen0" else "previous", trains=True)
+                  warm_from="gen0" if init == "gen0" else "previous", trains=True, decode=decode)
 
 
 def check(cfg, source: SourceSpec) -> None:

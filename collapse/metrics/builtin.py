@@ -285,8 +285,9 @@ TASK_INFO = {
                               "right (a tie of t answers counts 1/t)"),
     "pass_at_k": M("pass@k", "", False, "", "mean over problems of 1 - (1 - q(right))^k, k = metrics.pass_k: the "
                    "chance that one of k sampled answers is right"),
-    "answer_diversity": M("answer diversity", "answers", False, "", "mean over problems of exp(entropy of "
-                          "q(. | problem)): the effective number of answers, 1 to A"),
+    "answer_diversity": M("answer diversity", "answers", False, "", "source=task: mean over problems of "
+                          "exp(entropy of q(. | problem)), the effective number of answers, 1 to A; text tasks: mean "
+                          "over held-out problems of the distinct answers among metrics.pass_k draws, 1 to k"),
     "lost_problems": M("lost problems", "", False, "", "share of problems whose right answer has probability 0 "
                        "(the model can never produce it again)"),
 }
@@ -308,10 +309,61 @@ def task_metrics(ctx):
             "lost_problems": jnp.mean((right <= 0).astype(q.dtype))}
 
 
+# ----- text tasks with checkable answers (source=arithmetic) --------------------------------------------------
+# On the held-out problems (ctx.heldout: each problem's prompt then its right answer). The column names are the
+# categorical task's; their estimators here are those a text model allows.
+
+TEXT_TASK = dict(kinds=("text",), needs=("source.answers", "family.log_prob"))
+
+
+def _prompt(ctx) -> int:
+    return int((ctx.source.info or {}).get("prompt", 0))
+
+
+@metric(("task_accuracy", "pass_at_k"), **TEXT_TASK)
+def text_task_exact(ctx):
+    """Exact from each held-out problem's right-answer probability q = prod over the answer positions t of
+    p(x_t | x_<t) (teacher-forced on the right answer, decoding controls not applied): mean q, and mean
+    1 - (1 - q)^k, k = metrics.pass_k."""
+    lp = ctx.log_model[:, _prompt(ctx):]
+    q = jnp.exp(jnp.sum(lp, axis=-1))
+    k = int(ctx.cfg.get("pass_k", 8))
+    return {"task_accuracy": jnp.mean(q), "pass_at_k": jnp.mean(1.0 - (1.0 - q) ** k)}
+
+
+@metric("task_accuracy_greedy", kinds=("text",), needs=("source.answers", "family.decode"))
+def text_task_greedy(ctx):
+    """Share of the held-out problems whose greedy answer (temperature 0, the argmax token at every answer position)
+    the source's checker accepts."""
+    from collapse.text.decoding import Decoding
+
+    prompts = ctx.heldout[:, :_prompt(ctx)]
+    tokens = ctx.family.decode(ctx.fold("greedy"), ctx.params, prompts.shape[0], prompts, Decoding(temperature=0.0))
+    return jnp.mean(ctx.source.is_right(ctx.truth, tokens))
+
+
+@metric("answer_diversity", kinds=("text",), needs=("source.answers",))
+def text_answer_diversity(ctx):
+    """Mean over the held-out problems of the number of distinct answers among k = metrics.pass_k answers drawn
+    with the run's decoding controls (1 to k)."""
+    P, k = _prompt(ctx), int(ctx.cfg.get("pass_k", 8))
+    prompts = jnp.repeat(ctx.heldout[:, :P], k, axis=0)
+    answers = ctx.family.sample(ctx.fold("diversity"), ctx.params, prompts.shape[0], 1.0, prompts)[:, P:]
+    a = answers.reshape(-1, k, answers.shape[-1])
+    same = jnp.all(a[:, :, None, :] == a[:, None, :, :], axis=-1)  # (H, k, k)
+    earlier = jnp.tril(jnp.ones((k, k), bool), -1)
+    first = ~jnp.any(same & earlier, axis=-1)  # answer i differs from every answer j < i
+    return jnp.mean(jnp.sum(first, axis=-1).astype(ctx.dtype))
+
+
 # ----- columns made outside the registry (curation, in the engine's step) ----------------------------------------
 
 describe("accept_rate", "accept rate", about="kept / drawn candidates")
 describe("verifier_precision", "verifier precision", about="share of the candidates the verifier accepts that are "
-         "right (curation.score=verifier)")
+         "right (curation.score=verifier or learned_verifier)")
+describe("verifier_fpr", "verifier false-positive rate", about="share of the wrong candidates the verifier accepts, "
+         "measured against the exact checker")
+describe("verifier_fnr", "verifier false-negative rate", about="share of the right candidates the verifier rejects, "
+         "measured against the exact checker")
 describe("reward_mean", "mean reward", about="the configured reward over fresh model draws")
 del M

@@ -69,7 +69,7 @@ from typing import Any, Callable, Iterable, Optional
 SOURCE_CAPS = frozenset({"density", "gaussian", "elliptical", "stats_sampler", "covariates", "finite", "labels",
                          "modes", "transitions", "answers"})  # Source.capabilities
 FAMILY_CAPS = frozenset({"log_prob", "components", "probs", "coef", "stats", "stats_sampler", "gaussian", "trains",
-                         "transitions", "answer_probs"})  # Family.capabilities
+                         "transitions", "answer_probs", "decode"})  # Family.capabilities
 COSTS = ("every", "sampled")
 GUARDS = ("", "positive", "finite")
 

@@ -19,7 +19,7 @@ sees it merged into ``truth``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 Truth = dict
 Batch = Any
@@ -77,6 +77,8 @@ class Source:
       segment:         tokens per unit (text sources).
       info:            host constants worth reporting (e.g. the Markov source's exact entropy rate).
       gaussian:        True when the truth is exactly N(``mean``, ``cov``) (closed-form KL to a Gaussian model).
+      is_right:        (truth, batch) -> (n,) bool: whether each unit's answer is its problem's right answer (task
+                       sources: the exact checker behind ``curation.score=verifier`` and the task metrics).
     """
 
     name: str
@@ -94,19 +96,20 @@ class Source:
     segment: int = 0
     info: Optional[dict] = None
     gaussian: bool = False
+    is_right: Optional[Callable[[Truth, Batch], Array]] = None
 
     @property
     def capabilities(self) -> frozenset[str]:
         """What the source knows, by name: density (``log_prob``), gaussian, elliptical, stats_sampler,
         covariates, finite (``real_batch``: a finite data set read in order), labels (a feature classifier),
         modes (known mode centres), transitions (an exact Markov chain: ``T_m``, ``pi_m`` in ``data``), answers
-        (a task: the right answer of every problem in the truth, ``answers``)."""
+        (a task whose answers ``is_right`` checks)."""
         data, info = self.data or {}, self.info or {}
         have = {"density": self.log_prob is not None, "gaussian": self.gaussian, "elliptical": self.elliptical,
                 "stats_sampler": self.sample_stats is not None, "covariates": self.covariates is not None,
                 "finite": self.real_batch is not None, "labels": "classifier" in data,
                 "modes": info.get("modes", 0) > 0, "transitions": "T_m" in data,
-                "answers": self.kind == "task"}
+                "answers": self.is_right is not None}
         return frozenset(k for k, v in have.items() if v)
 
 

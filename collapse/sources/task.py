@@ -53,7 +53,11 @@ def task(problems: int = 100, answers: int = 10, human_accuracy: float = 0.8, dt
         right = batch["y"] == truth["answers"][batch["x"]]
         return jnp.where(right, jnp.log(jnp.asarray(ha, dtype)), jnp.log(jnp.asarray((1.0 - ha) / (A - 1), dtype)))
 
-    return Source("task", "task", A, init, sample, log_prob, covariates=covariates, info={"problems": P})
+    def is_right(truth, batch):
+        return batch["y"] == truth["answers"][batch["x"]]
+
+    return Source("task", "task", A, init, sample, log_prob, covariates=covariates, info={"problems": P},
+                  is_right=is_right)
 
 
 def check(cfg) -> None:

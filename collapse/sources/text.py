@@ -24,7 +24,7 @@ from collapse.text.corpus import Corpus
 from collapse.text.metrics import tail_set
 
 
-def _vocab_data(real_counts: np.ndarray, exclude: int = -1) -> dict:
+def vocab_data(real_counts: np.ndarray, exclude: int = -1) -> dict:
     real_types = real_counts > 0
     if exclude >= 0:
         real_types[exclude] = False
@@ -37,7 +37,7 @@ def text(corpus: Corpus, heldout: int, prompt: int, dtype=jnp.float32) -> Source
     ``prompt``: prompt tokens per synthetic segment (taken from generation 0's training segments)."""
     L = corpus.train0.shape[1]
     data = {"train0": corpus.train0, "fresh": corpus.fresh, "heldout": corpus.heldout[:heldout],
-            **_vocab_data(corpus.real_counts, corpus.unk)}
+            **vocab_data(corpus.real_counts, corpus.unk)}
 
     def init(key):
         return {}
@@ -63,7 +63,7 @@ def markov(vocab: int, order: int, exponent: float, segment: int, seed: int, mod
     T = mk.make_transitions(seed, vocab, order, exponent)
     pi = mk.stationary(T, order)
     unigram = _unigram_of(pi, T, vocab, order)
-    data = {"T": T.astype(np.float32), "pi": pi.astype(np.float32), **_vocab_data(unigram)}
+    data = {"T": T.astype(np.float32), "pi": pi.astype(np.float32), **vocab_data(unigram)}
     if model_context >= order:
         T_m, pi_m = mk.extend(T, pi, order, model_context)
         data.update({"T_m": T_m.astype(np.float32), "pi_m": pi_m.astype(np.float32)})
