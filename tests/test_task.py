@@ -171,3 +171,12 @@ def test_a_learned_verifier_is_as_good_as_its_labels_and_logs_its_measured_rates
     g = few.groupby("generation")["task_accuracy"]
     mean, se = g.mean().to_numpy(), (g.std(ddof=1) / np.sqrt(g.size())).to_numpy()
     assert mean[-1] <= mean[0] + Z * se[0]
+
+
+def test_a_task_run_curated_without_a_verifier_has_the_verifier_columns_as_nan():
+    """So that a sweep over curation.score (verifier, model_loglik, ...) loads as one table."""
+    df = collapse.simulate(*BASE, "curation=best_of", "curation.score=model_loglik", "generations=2",
+                           "replicates=2").metrics
+    for name in ("verifier_precision", "verifier_fpr", "verifier_fnr"):
+        assert df[name].isna().all()
+    assert np.isfinite(df.loc[df.generation > 0, "accept_rate"]).all()

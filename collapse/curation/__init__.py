@@ -205,10 +205,13 @@ def build_curation(cfg, source, family, dtype) -> Optional[Curation]:
                         reward_every_kept=_cheap_draws(source))
     candidates, select, take = rule.build(c)
     score = _score_fn(c, source, family, dtype)
-    verifying = c.score in ("verifier", "learned_verifier")  # accepted: score 1 of 0/1, or log-odds > 0
-    quality = vf.quality(source.is_right, 0.5 if c.score == "verifier" else 0.0) if verifying else None
+    quality = None  # a task's runs all get the verifier columns (NaN without a verifier), so their sweeps load together
+    if c.score in ("verifier", "learned_verifier"):  # accepted: score 1 of 0/1, or log-odds > 0
+        quality = vf.quality(source.is_right, 0.5 if c.score == "verifier" else 0.0)
+    elif "answers" in source.capabilities:
+        quality = vf.no_quality
     return Curation(rule.name, candidates, select, score, reward, int(c.reward_draws), c.score == "detector", take,
-                    _cheap_draws(source), quality, vf.QUALITY if verifying else ())
+                    _cheap_draws(source), quality, vf.QUALITY if quality is not None else ())
 
 
 def _cheap_draws(source) -> bool:

@@ -92,3 +92,8 @@ def quality(is_right, accept_above: float):
 
 
 QUALITY = ("verifier_precision", "verifier_fpr", "verifier_fnr")
+
+
+def no_quality(cand, scores, truth):
+    """The verifier columns of a task run curated by another score: NaN."""
+    return {name: jnp.full((), jnp.nan, scores.dtype) for name in QUALITY}
