@@ -186,7 +186,7 @@ def _resume_argv(resume: str, overrides: list[str], argv: list[str]) -> list[str
     others = [o for o in C.run_overrides(overrides) if o.split("=", 1)[0] not in ("resume", "quiet")]
     if others:
         try:
-            given = OmegaConf.to_container(C.compose(others), resolve=False)
+            given = OmegaConf.to_container(C.with_derived(C.compose(others)), resolve=False)
         except C.ConfigError as exc:
             _fail(str(exc))
         typed = [o.lstrip("+~").split("=", 1)[0] for o in others]

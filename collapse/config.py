@@ -10,7 +10,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from collapse import checks, components
 from collapse.curation import check_curation
@@ -335,12 +335,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     frac = checks.number(cfg, "loop.real_fraction", 0.0, 1.0)
     samples = checks.integer(cfg, "loop.samples")
     source = components.find("source", cfg.source)
-    if source.derive is not None:
-        from omegaconf import OmegaConf, open_dict
-
-        with open_dict(cfg):
-            for key, value in source.derive(cfg).items():
-                OmegaConf.update(cfg, key, value)
+    _fill_derived(cfg, source)
     units, what = samples, "points"
     if source.kind == "text":
         seg = checks.integer(cfg, "source.segment", lo=2)
@@ -482,11 +477,32 @@ def config_differences(saved: dict, given: dict) -> list[str]:
     return [k for k in keys if k.split(".")[0] not in RESULT_NEUTRAL and a.get(k) != b.get(k)]
 
 
+def _fill_derived(cfg: DictConfig, source=None) -> None:
+    """Fill, in place, the keys the source computes from its others (:attr:`SourceSpec.derive`)."""
+    source = source if source is not None else components.find("source", cfg.source)
+    if source.derive is not None:
+        with open_dict(cfg):
+            for key, value in source.derive(cfg).items():
+                OmegaConf.update(cfg, key, value)
+
+
+def with_derived(cfg) -> DictConfig:
+    """A copy of a composed (or saved) config with its source's derived keys filled in (``source.segment: auto`` of
+    the arithmetic task -> 9), as :func:`validate` fills them before a run saves its config; so a freshly composed
+    config compares equal to the saved one. Unchanged when the keys cannot be derived (validation reports why)."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg)
+    try:
+        _fill_derived(out)
+    except Exception:  # an unknown source or a bad value: compared as given
+        pass
+    return out
+
+
 def config_digest(cfg) -> str:
-    """A hash of everything that determines a run's numbers (for checkpoints)."""
+    """A hash of everything that determines a run's numbers (for checkpoints), derived keys filled in."""
     import hashlib
     import json
 
-    items = {k: v for k, v in flat_items(OmegaConf.to_container(cfg, resolve=True)).items()
+    items = {k: v for k, v in flat_items(OmegaConf.to_container(with_derived(cfg), resolve=True)).items()
              if k.split(".")[0] not in RESULT_NEUTRAL}
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -108,7 +108,7 @@ def arithmetic_panels(df, path: Path) -> list[Path]:
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(fontsize=6, loc="center right")
     axes[2].legend(fontsize=5.5, loc="upper right")
-    fig.suptitle("Transformer on 2-digit addition: best-of-4 answers to fresh problems, accumulated", fontsize=8)
+    fig.suptitle("Transformer on 2-digit addition: best-of-4 answers to random training problems, accumulated", fontsize=8)
     return plots.save(fig, path, formats=("png",))
 
 

@@ -113,6 +113,7 @@ def test_text_task_metrics_equal_their_definitions_on_a_hand_made_model():
     (["sampling.prompt=real_prefix"], "sampling.prompt='real_prefix': must be none for source=arithmetic"),
     (["curation=best_of", "curation.k=4", "source.attempts=6", "curation.score=verifier"],
      "source.attempts=6: must be a multiple of curation.k=4"),
+    (["curation=pairwise", "source.attempts=3", "curation.score=verifier"], "source.attempts=3: must be even"),
     (["curation=best_of", "curation.score=learned_verifier", "curation.verifier.labels=0"],
      "curation.verifier.labels=0: must be an integer >= 1"),
     (["model=ngram", "model.order=9"], "model.order=9: must be <= 7"),
@@ -129,3 +130,27 @@ def test_bad_arithmetic_input_is_one_line_exit_2(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0], p.stderr
     assert not (tmp_path / "runs").exists()
 
+
+
+def test_a_derived_segment_keeps_finished_multirun_jobs_skipped_and_configs_comparable(tmp_path):
+    """validate fills source.segment=auto -> 9 before the run saves its config; a freshly composed config must
+    still digest and compare equal to the saved one (a re-run multirun skips its finished jobs)."""
+    from omegaconf import OmegaConf
+
+    from collapse import config as C
+
+    args = ["source=arithmetic", "model=ngram", "model.order=3", "generations=2", "replicates=2", "quiet=true",
+            "metrics.heldout=50"]
+    composed = C.compose(args)
+    validated = C.validate(C.compose(args))
+    assert composed.source.segment == "auto" and validated.source.segment == 9
+    assert C.config_digest(composed) == C.config_digest(validated)
+    saved = OmegaConf.to_container(validated, resolve=True)
+    given = OmegaConf.to_container(C.with_derived(composed), resolve=False)
+    assert C.config_differences(saved, given) == []
+    sweep = ["-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    first = subprocess.run([CLI, *sweep], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run([CLI, *sweep], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "already holds this run, finished; skipping it" in again.stdout + again.stderr

@@ -297,8 +297,8 @@ def check_arithmetic_verifier(preset):
     generation 0 learned the task (greedy accuracy >= 0.3; a replicate whose training failed has nothing to improve
     on), on greedy accuracy over the H = 500 held-out problems, against 2 standard errors of a difference of two
     accuracies, tol = 2 sqrt(2 p (1 - p) / H) at generation 0's p: the exact checker's gain exceeds tol in each,
-    the poor, learned and self-judging arms' gains stay below it; the learned verifier measures as almost
-    uninformative (fpr and fnr both above 0.2), the poor one's precision is below the exact one's."""
+    the poor, learned and self-judging arms' gains stay below it; the learned verifier measures as weakly
+    informative at best (fpr and fnr both above 0.2), the poor one's precision is below the exact one's."""
     from omegaconf import OmegaConf
 
     params = OmegaConf.load(EXPERIMENTS / f"{preset}.yaml").hydra.sweeper.params

@@ -75,8 +75,8 @@ def learned_verifier(is_right, phi, labels: int, steps: int, lr: float, l2: floa
 
 
 def quality(is_right, accept_above: float):
-    """(cand, scores, truth) -> the verifier's measured quality on one generation's candidates, against the exact
-    checker (accepted: score > ``accept_above``): ``verifier_precision`` = right and accepted / accepted,
+    """(cand, scores, truth) -> the verifier's measured quality on one generation's candidates (all of them: a
+    learned verifier's labelled ones included, labels / c of them), against the exact checker (accepted: score > ``accept_above``): ``verifier_precision`` = right and accepted / accepted,
     ``verifier_fpr`` = wrong and accepted / wrong, ``verifier_fnr`` = right and rejected / right (NaN when the
     denominator is 0)."""
     def ratio(a, b, dt):

@@ -192,6 +192,9 @@ def check(cfg) -> None:
     if cfg.curation.name == "best_of" and a != "auto" and int(a) % int(cfg.curation.k):
         raise ConfigError("source.attempts", a, f"must be a multiple of curation.k={cfg.curation.k}, so that the k "
                           "candidates of one best-of group answer one problem (or auto)")
+    if cfg.curation.name == "pairwise" and a != "auto" and int(a) % 2:
+        raise ConfigError("source.attempts", a, "must be even (or auto) for curation=pairwise, so that both "
+                          "candidates of a pair answer one problem")
 
 
 def build(cfg) -> Source:
