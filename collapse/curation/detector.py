@@ -73,6 +73,17 @@ def _newton(fr, fc, l2: float):
     return th[:p], th[p]
 
 
+def adam_minimise(loss: Callable, params, steps: int, opt: optax.GradientTransformation):
+    """``params`` after ``steps`` steps of ``opt`` on ``loss(params)`` (a ``lax.scan``: vmap and jit friendly)."""
+    def step(carry, _):
+        p, st = carry
+        upd, st = opt.update(jax.grad(loss)(p), st, p)
+        return (optax.apply_updates(p, upd), st), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return params
+
+
 def train_detector(phi: Callable, steps: int, lr: float, l2: float) -> Callable:
     """score(real, candidates) -> (c,) log-odds of real of each candidate, after fitting on both sets."""
     opt = optax.adam(lr)
@@ -91,12 +102,6 @@ def train_detector(phi: Callable, steps: int, lr: float, l2: float) -> Callable:
             return (jnp.mean(jax.nn.softplus(-lr_)) + jnp.mean(jax.nn.softplus(lc))
                     + 0.5 * l2 * jnp.sum(p["w"] ** 2))
 
-        def step(carry, _):
-            p, st = carry
-            g = jax.grad(loss)(p)
-            upd, st = opt.update(g, st, p)
-            return (optax.apply_updates(p, upd), st), None
-
-        (p, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+        p = adam_minimise(loss, params, steps, opt)
         return fc @ p["w"] + p["b"]
     return score

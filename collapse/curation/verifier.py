@@ -48,6 +48,8 @@ def learned_verifier(is_right, phi, labels: int, steps: int, lr: float, l2: floa
     + ``l2`` ||w||^2 / 2 (a class without labels contributes 0)."""
     import optax
 
+    from collapse.curation.detector import adam_minimise
+
     opt = optax.adam(lr)
 
     def score(key, cand, truth, params, real):
@@ -64,20 +66,15 @@ def learned_verifier(is_right, phi, labels: int, steps: int, lr: float, l2: floa
             z = f @ p["w"] + p["b"]
             return (w_pos @ jax.nn.softplus(-z) + w_neg @ jax.nn.softplus(z) + 0.5 * l2 * jnp.sum(p["w"] ** 2))
 
-        def step(carry, _):
-            p, st = carry
-            upd, st = opt.update(jax.grad(loss)(p), st, p)
-            return (optax.apply_updates(p, upd), st), None
-
-        (theta, _), _ = jax.lax.scan(step, (theta, opt.init(theta)), None, length=steps)
+        theta = adam_minimise(loss, theta, steps, opt)
         return feats @ theta["w"] + theta["b"]
     return score
 
 
 def quality(is_right, accept_above: float):
     """(cand, scores, truth) -> the verifier's measured quality on one generation's candidates (all of them: a
-    learned verifier's labelled ones included, labels / c of them), against the exact checker (accepted: score > ``accept_above``): ``verifier_precision`` = right and accepted / accepted,
-    ``verifier_fpr`` = wrong and accepted / wrong, ``verifier_fnr`` = right and rejected / right (NaN when the
+    learned verifier's labelled ones included, labels / c of them), against the exact checker (accepted: score >
+    ``accept_above``): ``verifier_precision`` = right and accepted / accepted, ``verifier_fpr`` = wrong and accepted / wrong, ``verifier_fnr`` = right and rejected / right (NaN when the
     denominator is 0)."""
     def ratio(a, b, dt):
         return jnp.where(b > 0, a / jnp.maximum(b, 1), jnp.nan).astype(dt)
