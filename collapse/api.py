@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from collapse import components, config as C, precision_guard, sweep
+from collapse import components, config as C, precision_guard, schedules, sweep
 from collapse import provenance
 from collapse.curation import build_curation
 from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
 from collapse.metrics.compute import build_metrics
 from collapse.metrics.registry import sampled_names
 from collapse.metrics.reference import reference_entry
-from collapse.run_settings import dtype_of, text_units
+from collapse.run_settings import dtype_of, first_fraction, text_units
 from collapse.runs import versions, write_run
 from collapse.summaries import describe, theory_check
 
@@ -47,13 +47,44 @@ def batch_units(cfg, source) -> tuple[int, int]:
     """(units per batch, real units per batch): points, or segments of ``source.segment`` tokens for text."""
     if source.kind == "text":
         return text_units(cfg)
-    return cfg.loop.samples, n_real_points(cfg.loop.real_fraction, cfg.loop.samples)
+    return cfg.loop.samples, n_real_points(first_fraction(cfg), cfg.loop.samples)
+
+
+def first_scale(cfg) -> float:
+    """``sampling.scale``, or a schedule's value at generation 1."""
+    scale = cfg.sampling.scale
+    if not schedules.is_schedule(scale):
+        return scale
+    s = schedules.values("sampling.scale", scale, cfg.generations)
+    return float(s[1] if len(s) > 1 else s[0])
+
+
+def schedule_counts(cfg, units: int) -> tuple | None:
+    """Real units of every generation's batch under a ``loop.real_fraction`` schedule, else None:
+    n_real(g) = floor(fraction(g) x units + 0.5). A schedule giving every generation g >= 1 the same count is the
+    plain key (None: the same program, number for number)."""
+    frac = cfg.loop.real_fraction
+    if not schedules.is_schedule(frac):
+        return None
+    counts = tuple(n_real_points(float(v), units) for v in schedules.values("loop.real_fraction", frac, cfg.generations))
+    return None if len(set(counts[1:])) <= 1 else counts
+
+
+def scale_schedule(cfg) -> tuple | None:
+    """``sampling.scale`` of every generation under a schedule, else None (also for a constant schedule: the plain
+    key)."""
+    scale = cfg.sampling.scale
+    if not schedules.is_schedule(scale):
+        return None
+    values = tuple(float(v) for v in schedules.values("sampling.scale", scale, cfg.generations))
+    return None if len(set(values)) <= 1 else values
 
 
 def resolve_path(cfg, source, family) -> str:
     """``engine.path``: ``auto`` takes the exact statistic path whenever it applies, else ``samples``."""
     samples, n_real = batch_units(cfg, source)
-    blockers = stats_path_blockers(source, family, cfg.loop.synthetic, n_real, samples)
+    blockers = stats_path_blockers(source, family, cfg.loop.synthetic, n_real, samples,
+                                   weighted=cfg.loop.get("real_weight") is not None)
     if components.find("curation", cfg.curation).curates:
         blockers.append(f"curation={cfg.curation.name} scores the candidate points")
     if cfg.engine.path == "stats" and blockers:
@@ -87,6 +118,7 @@ def prepare(cfg):
     C.validate(cfg)
     source = C.build_source(cfg)
     family = C.build_family(cfg, source)
+    C.check_built(cfg, source, family)
     spec = loop_spec(cfg, source, family)
     metrics = build_metrics(source, family, cfg.metrics, spec.scale, spec.dtype,
                             histogram=cfg.logger.name == "wandb")
@@ -130,11 +162,13 @@ def loop_spec(cfg, source, family) -> LoopSpec:
     keep = C.export_generations(cfg) if cfg.get("export") is not None else ()
     spec = LoopSpec(
         generations=cfg.generations, samples=samples, n_real=n_real, synthetic=cfg.loop.synthetic,
-        real=cfg.loop.real, scale=float(cfg.sampling.scale), path=path, every=cfg.metrics.every,
+        real=cfg.loop.real, scale=float(first_scale(cfg)), path=path, every=cfg.metrics.every,
         sample_every=cfg.metrics.sample_every,
         heldout=max(cfg.metrics.heldout, cfg.metrics.eval_samples), dtype=dtype_of(cfg),
         curation=build_curation(cfg, source, family, dtype_of(cfg)), keep_models=keep,
-        keep_replicates=int(cfg.export.replicates) if keep else 0)
+        keep_replicates=int(cfg.export.replicates) if keep else 0,
+        real_weight=None if cfg.loop.get("real_weight") is None else float(cfg.loop.real_weight),
+        n_real_schedule=schedule_counts(cfg, samples), scale_schedule=scale_schedule(cfg))
     check_pool(cfg, spec, family, source)
     return spec
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from collapse import checks, components
+from collapse import checks, components, schedules
 from collapse.curation import check_curation
 from collapse.engine import n_real_points
 from collapse.errors import ConfigError
@@ -332,7 +332,12 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError("name", name, "must be a non-empty string without '/'")
     checks.choice(cfg, "loop.synthetic", ("replace", "accumulate", "accumulate_subsample"))
     checks.choice(cfg, "loop.real", ("fresh", "fixed"))
-    frac = checks.number(cfg, "loop.real_fraction", 0.0, 1.0)
+    frac_node = checks.get(cfg, "loop.real_fraction")
+    if schedules.is_schedule(frac_node):
+        schedules.checked("loop.real_fraction", frac_node, cfg.generations, 0.0, 1.0, first=1)
+        frac = None
+    else:
+        frac = checks.number(cfg, "loop.real_fraction", 0.0, 1.0)
     samples = checks.integer(cfg, "loop.samples")
     source = components.find("source", cfg.source)
     _fill_derived(cfg, source)
@@ -342,12 +347,15 @@ def validate(cfg: DictConfig) -> DictConfig:
         if samples < seg:
             raise ConfigError("loop.samples", samples, f"counts tokens and must be >= source.segment={seg} (one segment)")
         units, what = samples // seg, f"segments of {seg} tokens"
-    n_real = n_real_points(frac, units)
-    if 0 < frac < 1 and n_real in (0, units):
+    n_real = n_real_points(frac, units) if frac is not None else None
+    if frac is not None and 0 < frac < 1 and n_real in (0, units):
         raise ConfigError("loop.real_fraction", frac,
                           f"rounds to {n_real} real {what} of {units} per batch; use 0, 1, or a fraction "
                           f"giving between 1 and {units - 1} real {what}")
-    checks.number(cfg, "sampling.scale", 0.0, lo_open=True, allowed="must be a number > 0")
+    if schedules.is_schedule(checks.get(cfg, "sampling.scale")):
+        schedules.checked("sampling.scale", checks.get(cfg, "sampling.scale"), cfg.generations, 0.0, None, lo_open=True)
+    else:
+        checks.number(cfg, "sampling.scale", 0.0, lo_open=True, allowed="must be a number > 0")
     if source.kind == "text":
         _validate_decoding(cfg)
 
@@ -356,8 +364,10 @@ def validate(cfg: DictConfig) -> DictConfig:
         fits = [s.name for s in components.specs("source") if family.can_fit(s)]
         raise ConfigError("model", family.name, f"cannot fit source={source.name}; model={family.name} fits source in "
                           + ", ".join(fits))
+    check_schedules(cfg, source)
     source.check(cfg)
     family.check(cfg, source)
+    check_real_weight(cfg, n_real, units)
 
     checks.integer(cfg, "metrics.every")
     checks.boolean(cfg, "metrics.sample_based")
@@ -395,6 +405,56 @@ def validate(cfg: DictConfig) -> DictConfig:
     if checks.choice(cfg, "logger.name", ("none", "wandb")) == "wandb":
         checks.choice(cfg, "logger.mode", ("offline", "online", "disabled"))
     return cfg
+
+
+def check_schedules(cfg, source) -> None:
+    """A schedule (``loop.real_fraction`` / ``sampling.scale`` over generations) needs a loop whose batch positions
+    may change between generations: fresh real data, no curation, no finite or design-ordered source."""
+    frac, scale = checks.get(cfg, "loop.real_fraction"), checks.get(cfg, "sampling.scale")
+    if schedules.is_schedule(frac):
+        if cfg.loop.real != "fresh":
+            raise ConfigError("loop.real", cfg.loop.real, "must be fresh with a loop.real_fraction schedule (a fixed "
+                              "real subset has one size)")
+        if components.find("curation", cfg.curation).curates:
+            raise ConfigError("loop.real_fraction", OmegaConf.to_container(frac), f"cannot follow a schedule with "
+                              f"curation={cfg.curation.name} (the candidate count follows the synthetic count)")
+        if source.kind in ("text", "image", "supervised"):
+            raise ConfigError("loop.real_fraction", OmegaConf.to_container(frac), f"cannot follow a schedule with "
+                              f"source={source.name} (its real rows are read in order or at fixed design positions)")
+    if schedules.is_schedule(scale) and source.kind == "text":
+        raise ConfigError("sampling.scale", OmegaConf.to_container(scale), "must be 1 for text sources")
+
+
+def check_real_weight(cfg, n_real: int | None, units: int) -> None:
+    """``loop.real_weight`` (null, or w in [0, 1]): needs loop.synthetic=replace, a batch with real and synthetic
+    parts, and a family whose fit takes row weights."""
+    if checks.get(cfg, "loop.real_weight") is None:
+        return
+    w = checks.number(cfg, "loop.real_weight", 0.0, 1.0, allowed="must be null (pooled fit) or a number in [0, 1]")
+    if cfg.loop.synthetic != "replace":
+        raise ConfigError("loop.synthetic", cfg.loop.synthetic, "must be replace with loop.real_weight (the weight is "
+                          "the real part's share of each batch's fit)")
+    if n_real is not None and not 0 < n_real < units:
+        raise ConfigError("loop.real_weight", w, f"needs real and synthetic points in each batch "
+                          f"(0 < loop.real_fraction < 1; now {n_real} of {units} are real)")
+
+
+def check_built(cfg, source, family) -> None:
+    """What needs the built records: a real_fraction schedule on a finite source (read in order), and
+    :func:`check_weighted_family`."""
+    frac = checks.get(cfg, "loop.real_fraction")
+    if schedules.is_schedule(frac) and "finite" in source.capabilities:
+        raise ConfigError("loop.real_fraction", OmegaConf.to_container(frac), f"cannot follow a schedule with "
+                          f"source={source.name} (its real data are read in order from a finite pool)")
+    check_weighted_family(cfg, family)
+
+
+def check_weighted_family(cfg, family) -> None:
+    """The built family takes row weights (capability ``weights``) when ``loop.real_weight`` is set."""
+    if checks.get(cfg, "loop.real_weight") is not None and "weights" not in family.capabilities:
+        raise ConfigError("loop.real_weight", cfg.loop.real_weight, f"model={family.name} cannot weigh its rows; "
+                          "families that can: gaussian, categorical, linear_regression, ngram, answers, poisson, "
+                          "transformer, pretrained, vae, diffusion")
 
 
 def _validate_decoding(cfg) -> None:

@@ -59,10 +59,59 @@ class LoopSpec:
     curation: Any = None  # a collapse.curation.Curation, or None (no curation, no reward_mean)
     keep_models: tuple = ()  # generations whose fitted models the state keeps to the end (``export.generations``)
     keep_replicates: int = 0  # the first replicates whose kept models come back to the host (``export.replicates``)
+    real_weight: float | None = None  # loop.real_weight: the real part's share of the fit's weight (None: pooled)
+    n_real_schedule: tuple | None = None  # loop.real_fraction as a schedule: real units of each generation (G,)
+    scale_schedule: tuple | None = None  # sampling.scale as a schedule: the scale of each generation (G,)
 
     @property
     def n_syn(self) -> int:
         return self.samples - self.n_real
+
+    @property
+    def weighted(self) -> bool:
+        return self.real_weight is not None
+
+
+def point_values(spec: LoopSpec) -> tuple[str, ...]:
+    """The loop values every row receives as runtime inputs (a vectorised sweep varies them): ``n_real`` and
+    ``scale`` always; ``real_weight`` with ``loop.real_weight``; ``n_real_at`` / ``scale_at`` (one value per
+    generation) with a schedule."""
+    names = ["n_real", "scale"]
+    if spec.weighted:
+        names.append("real_weight")
+    if spec.n_real_schedule is not None:
+        names.append("n_real_at")
+    if spec.scale_schedule is not None:
+        names.append("scale_at")
+    return tuple(names)
+
+
+def point_defaults(spec: LoopSpec) -> dict:
+    """The value of each :func:`point_values` entry in a run that does not sweep it."""
+    out = {"n_real": spec.n_real, "scale": spec.scale, "real_weight": spec.real_weight,
+           "n_real_at": spec.n_real_schedule, "scale_at": spec.scale_schedule}
+    return {k: out[k] for k in point_values(spec)}
+
+
+def fit_weights(n_real, m: int, w, dtype):
+    """Row weights of a batch whose first ``n_real`` of ``m`` rows are real (``loop.real_weight`` = w):
+    w m / n_real on real rows and (1 - w) m / (m - n_real) on synthetic ones, so they sum to m and the real
+    part carries the share w; all 1 when one part is empty. A weighted fit then minimises
+    w mean(real losses) + (1 - w) mean(synthetic losses)."""
+    nr = jnp.asarray(n_real, dtype)
+    real, syn = weight_factors(nr, m, w, dtype)
+    return jnp.where(jnp.arange(m) < n_real, real, syn).astype(dtype)
+
+
+def weight_factors(n_real, m: int, w, dtype):
+    """(real row weight, synthetic row weight) of :func:`fit_weights` (1 and 1 when a part is empty)."""
+    nr = jnp.asarray(n_real, dtype)
+    ns = m - nr
+    w = jnp.asarray(w, dtype)
+    mixed = (nr > 0) & (ns > 0)
+    real = jnp.where(mixed, w * m / jnp.maximum(nr, 1), 1.0)
+    syn = jnp.where(mixed, (1 - w) * m / jnp.maximum(ns, 1), 1.0)
+    return real.astype(dtype), syn.astype(dtype)
 
 
 def n_real_points(real_fraction: float, samples: int) -> int:
@@ -78,9 +127,12 @@ def uses_pool(spec: LoopSpec, family: Family) -> bool:
     return spec.synthetic == "accumulate_subsample" or (spec.synthetic == "accumulate" and no_stats)
 
 
-def stats_path_blockers(source: Source, family: Family, synthetic: str, n_real: int, samples: int) -> list[str]:
+def stats_path_blockers(source: Source, family: Family, synthetic: str, n_real: int, samples: int,
+                        weighted: bool = False) -> list[str]:
     """Reasons the exact sufficient-statistic path cannot run this config (empty list: it can)."""
     reasons = []
+    if weighted and family.weigh_stats is None:
+        reasons.append(f"model={family.name} cannot weigh its statistics (loop.real_weight)")
     if not {"stats", "stats_sampler"} <= family.capabilities:
         reasons.append(f"model={family.name} has no sufficient-statistic sampler")
     if "stats_sampler" not in source.capabilities:
@@ -158,8 +210,9 @@ class PointPath:
     def combine(self, a, b):
         return _concat(a, b)
 
-    def fit(self, key, batch, prev):
-        return self.family.fit(key, batch, jnp.ones(self.spec.samples, bool), prev)
+    def fit(self, key, batch, prev, weights=None):
+        """The family's fit on every row (``weights``: float row weights, ``loop.real_weight``)."""
+        return self.family.fit(key, batch, jnp.ones(self.spec.samples, bool) if weights is None else weights, prev)
 
     def stats(self, batch):
         """The sufficient statistics of one batch (what accumulate adds)."""
@@ -196,7 +249,8 @@ class StatsPath:
     def combine(self, a, b):
         return self.family.merge_stats(a, b)
 
-    def fit(self, key, batch, prev):
+    def fit(self, key, batch, prev, weights=None):
+        """The fit from the batch's statistics (weighted parts were weighed when drawn: ``weights`` unused)."""
         return self.family.fit_stats(key, batch, prev)
 
     def stats(self, batch):
@@ -372,8 +426,8 @@ class Replace:
     def first(self, state, key, batch):
         return self.path.fit(key, batch, None)
 
-    def step(self, new, g, key, k_sub, batch, prev):
-        return self.path.fit(key, batch, prev)
+    def step(self, new, g, key, k_sub, batch, prev, weights=None):
+        return self.path.fit(key, batch, prev, weights)
 
 
 class AccumulateStats(Replace):
@@ -383,7 +437,7 @@ class AccumulateStats(Replace):
         state["acc"] = self.path.stats(batch)
         return self.path.fit(key, batch, None)
 
-    def step(self, new, g, key, k_sub, batch, prev):
+    def step(self, new, g, key, k_sub, batch, prev, weights=None):
         fam = self.path.family
         new["acc"] = fam.merge_stats(new["acc"], self.path.stats(batch))
         return fam.fit_stats(key, new["acc"], prev)
@@ -408,7 +462,7 @@ class PoolAccumulate(Replace):
         size = self._fill(state, batch)
         return self.path.family.fit(key, state["pool"], jnp.arange(size) < self.spec.samples, None)
 
-    def step(self, new, g, key, k_sub, batch, prev):
+    def step(self, new, g, key, k_sub, batch, prev, weights=None):
         filled = self._add(new, g, batch)
         return self.path.family.fit(key, new["pool"], filled, prev)
 
@@ -420,14 +474,14 @@ class PoolSubsample(PoolAccumulate):
         self._fill(state, batch)
         return self.path.fit(key, batch, None)
 
-    def step(self, new, g, key, k_sub, batch, prev):
+    def step(self, new, g, key, k_sub, batch, prev, weights=None):
         filled = self._add(new, g, batch)
         u = jnp.where(filled, jax.random.uniform(k_sub, filled.shape), 2.0)
         idx = jax.lax.top_k(-u, self.spec.samples)[1]
         return self.path.fit(key, _take(new["pool"], idx), prev)
 
 
-POINT_VALUES = ("n_real", "scale")  # loop values every row receives as runtime inputs (a sweep varies them)
+POINT_VALUES = ("n_real", "scale")  # loop values every row receives as runtime inputs (:func:`point_values`)
 
 
 class Chain:
@@ -456,7 +510,8 @@ class Chain:
         self.cur = spec.curation
         self.curating = self.cur is not None and self.cur.active
         stats = spec.path == "stats"
-        traced = "n_real" in self.dyn
+        self.scheduled = spec.n_real_schedule is not None  # n_real changes between generations: traced
+        traced = "n_real" in self.dyn or self.scheduled
         finite = "finite" in source.capabilities  # a finite data set read in order
         if stats and (self.curating or finite):
             raise ValueError("the statistic path draws real statistics and scores no candidate points")
@@ -486,9 +541,17 @@ class Chain:
                               and "heldout" not in shared)  # the detector's real data
 
     # ----- metrics ----------------------------------------------------------------------------------
+    def _scale(self, point, g):
+        """``sampling.scale`` of generation g: the row's value, or its schedule's entry g."""
+        return point["scale_at"][g] if self.spec.scale_schedule is not None else point["scale"]
+
+    def _n_real(self, point, g):
+        """Real units of generation g's batch: the row's value, or its schedule's entry g."""
+        return point["n_real_at"][g] if self.scheduled else point["n_real"]
+
     def _metrics(self, key, g, params, state, truth):
         spec, m = self.spec, self.metrics
-        truth = {**truth, "sampling_scale": state["point"]["scale"]}  # metric draws from the model use it
+        truth = {**truth, "sampling_scale": self._scale(state["point"], g)}  # metric draws from the model use it
         keep = (g % spec.every == 0) | (g == spec.generations - 1)
         heldout = state["heldout"] if "heldout" in state else truth.get("heldout")
         args = (params, truth, heldout) + ((state["gen0"],) if m.needs_gen0 else ())
@@ -552,12 +615,19 @@ class Chain:
         spec = self.spec
         k_real, k_syn, k_fit, k_sub, k_metric = self._gen_keys(state["k_gen"], g)
         truth, params = {**state["truth"], **data}, state["params"]
-        scale, n_real = state["point"]["scale"], state["point"]["n_real"]
-        batch, rate = self.mix.batch(lambda n: self.real.part(state, k_real, truth, n, g),
-                                     lambda n: self.synthetic.part(k_syn, truth, params, n, scale, state), n_real)
+        point = state["point"]
+        scale, n_real = self._scale(point, g), self._n_real(point, g)
+        real = lambda n: self.real.part(state, k_real, truth, n, g)  # noqa: E731
+        syn = lambda n: self.synthetic.part(k_syn, truth, params, n, scale, state)  # noqa: E731
+        weights = None
+        if spec.weighted and spec.path == "stats":  # each part's statistics weighed as they are drawn
+            real, syn = self._weighed_parts(real, syn, n_real, point["real_weight"])
+        elif spec.weighted:
+            weights = fit_weights(n_real, spec.samples, point["real_weight"], spec.dtype)
+        batch, rate = self.mix.batch(real, syn, n_real)
         prev = state["gen0"] if self.family.warm_from == "gen0" else params  # the model the fit starts from
         new = dict(state)
-        new["params"] = params = self.regime.step(new, g, k_fit, k_sub, batch, prev)
+        new["params"] = params = self.regime.step(new, g, k_fit, k_sub, batch, prev, weights)
         if spec.keep_models:
             new["models"] = tuple(tree_map(lambda a, b, kg=kg: jnp.where(g == kg, a, b), params, slot)
                                   for kg, slot in zip(spec.keep_models, state["models"]))
@@ -571,6 +641,17 @@ class Chain:
                 rates = rate if isinstance(rate, dict) else {"accept_rate": rate}
             out.update(rates)
         return new, out
+
+    def _weighed_parts(self, real, syn, n_real, w):
+        """The statistic path's parts with ``loop.real_weight``: the real statistics times w m / n_real and the
+        synthetic ones times (1 - w) m / n_syn (:func:`weight_factors`), before they are merged."""
+        m, weigh = self.spec.samples, self.family.weigh_stats
+        c_real, c_syn = weight_factors(n_real, m, w, self.spec.dtype)
+
+        def syn_weighed(n):
+            part, rate = syn(n)
+            return weigh(part, c_syn), rate
+        return (lambda n: weigh(real(n), c_real)), syn_weighed
 
     @staticmethod
     def _gen_keys(k_gen, g):
@@ -714,9 +795,12 @@ def group_rows(ids: np.ndarray, seeds: np.ndarray, points: dict, n_points: int, 
     row_point = np.repeat(np.arange(n_points), len(ids))
     rows_in = {"replicate": np.tile(ids, n_points).astype(np.uint32),
                "seed": (seeds[row_point] % 2**32).astype(np.uint32)}
-    for name, default in (("n_real", spec.n_real), ("scale", spec.scale)):
-        values = points.get(name, np.full(n_points, default))
-        rows_in[name] = np.asarray(values)[row_point].astype(np.int32 if name == "n_real" else np.dtype(spec.dtype))
+    for name, default in point_defaults(spec).items():
+        values = points.get(name)
+        if values is None:  # one value (or one schedule) for every point
+            values = np.broadcast_to(np.asarray(default), (n_points,) + np.shape(default))
+        dt = np.int32 if name.startswith("n_real") else np.dtype(spec.dtype)
+        rows_in[name] = np.asarray(values)[row_point].astype(dt)
     return row_point, rows_in
 
 
@@ -776,7 +860,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         row_point, rows_in = group_rows(ids, seeds, points, n_points, spec)
         sharded_rows = shard_rows(rows_in)
         reps, seed_arr = sharded_rows["replicate"], sharded_rows["seed"]
-        point_in = {k: sharded_rows[k] for k in POINT_VALUES}
+        point_in = {k: sharded_rows[k] for k in point_values(spec)}
         art_rows = np.flatnonzero(np.tile(np.arange(len(ids)) < ARTIFACT_REPLICATES, n_points))
         t0 = time.perf_counter()
         first, advance, state_shape, stages = compile_group(chain, seed_arr, reps, data, point_in,

@@ -17,7 +17,18 @@ def text_units(cfg: Any) -> tuple[int, int]:
     """(segments per batch, real segments per batch) of a text source: floor(loop.samples / segment), and
     n_real = floor(real_fraction * segments + 0.5)."""
     units = cfg.loop.samples // cfg.source.segment
-    return units, n_real_points(cfg.loop.real_fraction, units)
+    return units, n_real_points(first_fraction(cfg), units)
+
+
+def first_fraction(cfg: Any) -> float:
+    """``loop.real_fraction``, or a schedule's value at generation 1 (the first batch with a synthetic part)."""
+    from collapse import schedules
+
+    frac = cfg.loop.real_fraction
+    if schedules.is_schedule(frac):
+        v = schedules.values("loop.real_fraction", frac, cfg.generations)
+        return float(v[1] if len(v) > 1 else v[0])
+    return frac
 
 
 def prompt_length(cfg: Any) -> int:

@@ -20,6 +20,7 @@ SWEEPABLE = {
     "seed": "the replicates' random keys",
     "sampling.scale": "the sampling bias (a traced scalar)",
     "loop.real_fraction": "the real share of each batch (real and synthetic rows selected by position)",
+    "loop.real_weight": "the real part's weight in each fit (a traced scalar in the row weights)",
 }
 
 
@@ -94,12 +95,16 @@ def check_source(sweep_axes: dict[str, list], source, family) -> None:
 
 
 def dynamic_values(cfgs: list[DictConfig], specs: list, sweep_axes: dict[str, list]) -> dict[str, list]:
-    """The per-point inputs of the engine ({"seed", "n_real", "scale"}: those that vary or are swept); every
+    """The per-point inputs of the engine ({"seed", "n_real", "scale", "real_weight"}: those swept); every
     other part of the loop must be the same at every point."""
     # curation: one config for every point (never swept), but each point builds its own record of functions
-    base = dataclasses.replace(specs[0], n_real=0, scale=1.0, curation=None)
+    def shared(spec):
+        weight = None if spec.real_weight is None else 0.0
+        return dataclasses.replace(spec, n_real=0, scale=1.0, curation=None, real_weight=weight)
+
+    base = shared(specs[0])
     for cfg, spec in zip(cfgs[1:], specs[1:]):
-        other = dataclasses.replace(spec, n_real=0, scale=1.0, curation=None)
+        other = shared(spec)
         if other != base:
             diff = [f.name for f in dataclasses.fields(base) if getattr(base, f.name) != getattr(other, f.name)]
             raise ConfigError("sweep", dict(sweep_axes), f"the points need different programs ({', '.join(diff)} "
@@ -111,4 +116,6 @@ def dynamic_values(cfgs: list[DictConfig], specs: list, sweep_axes: dict[str, li
         out["n_real"] = [s.n_real for s in specs]
     if "sampling.scale" in sweep_axes:
         out["scale"] = [s.scale for s in specs]
+    if "loop.real_weight" in sweep_axes:
+        out["real_weight"] = [s.real_weight for s in specs]
     return out

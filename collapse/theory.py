@@ -51,6 +51,10 @@ __all__ = [
     "gaussian_fresh_var_ratio",
     "gaussian_fresh_mean_err",
     "gaussian_fresh_stationary",
+    "gaussian_weighted_moments",
+    "gaussian_weighted_stationary",
+    "weighted_mean_err_known_var",
+    "optimal_real_weight",
     "linreg_test_error",
     "linreg_accumulate_bound",
     "zipf_probs",
@@ -206,24 +210,37 @@ def gaussian_fresh_moments(g, samples: int, n_real: int, estimator: str = "mle")
     empirical one, whose expectation is (a I + b E[S + mu mu^T])/M), so the MLE recursion is scalar:
     x_g = [a (M - 1 + b) + b (M - 1 - a) x_{g-1}] / M^2.
 
+    Contamination schedules: ``n_real`` may be a sequence, a = n_real[g] in generation g's step (the same
+    recursion with a generation-dependent share: each step conditions only on the previous generation).
+
     Returns (x, y) arrays over g; ``var_ratio = x`` and ``mean_err = d s^2 y``.
     """
     g = np.asarray(g)
     fits(g)  # validates
     m = int(samples)
-    a = int(n_real)
-    if not 0 <= a <= m:
-        raise ValueError(f"n_real must be in [0, samples], got {n_real} with samples={samples}")
-    b = m - a
-    D = _divisor(m, estimator)
     G = int(g.max()) + 1 if g.size else 0
+    counts = _counts(n_real, m, G)
+    D = _divisor(m, estimator)
     xs = np.empty(G)
     ys = np.empty(G)
     x, y = 1.0, 0.0
     for k in range(G):
+        a = counts[k]
+        b = m - a
         x, y = ((m - 1) / m * (a + b * x) + a * b / m * y) / D, (a + b * x) / m**2 + (b / m) ** 2 * y
         xs[k], ys[k] = x, y
     return xs[g], ys[g]
+
+
+def _counts(n_real, samples: int, G: int) -> np.ndarray:
+    """Real points of each generation's batch: one count for all, or a schedule of G counts (entry g for
+    generation g; entry 0 plays no role, generation 0 being the all-real first fit)."""
+    counts = np.broadcast_to(np.asarray(n_real, dtype=np.int64), (G,)) if np.ndim(n_real) == 0 else np.asarray(n_real)
+    if np.ndim(n_real) and len(counts) < G:
+        raise ValueError(f"a schedule of n_real needs {G} entries, got {len(counts)}")
+    if np.any((counts < 0) | (counts > samples)):
+        raise ValueError(f"n_real must be in [0, samples], got {n_real} with samples={samples}")
+    return counts.astype(np.int64)
 
 
 def gaussian_fresh_var_ratio(g, samples: int, n_real: int, estimator: str = "mle") -> np.ndarray:
@@ -258,6 +275,99 @@ def gaussian_fresh_stationary(samples: int, n_real: int, estimator: str = "mle")
     rhs = np.array([(m - 1) / m * a / D, a / m**2])
     x, y = np.linalg.solve(A, rhs)
     return float(x), float(y)
+
+
+# ----------------------------------------------------------------- Gaussian, weighted real data (He et al.)
+def _weighted_step(x, y, a: int, b: int, w: float, D: float, m: int):
+    """One step of :func:`gaussian_weighted_moments` (the pooled step when a part is empty)."""
+    if a == 0 or b == 0:
+        return ((m - 1) / m * (a + b * x) + a * b / m * y) / D, (a + b * x) / m**2 + (b / m) ** 2 * y
+    x_new = m / D * (w * (a - 1) / a + (1 - w) * (b - 1) / b * x + w * (1 - w) * (1 / a + x / b + y))
+    y_new = w * w / a + (1 - w) ** 2 * (x / b + y)
+    return x_new, y_new
+
+
+def gaussian_weighted_moments(g, samples: int, n_real, real_weight: float, estimator: str = "mle"):
+    """Exact (E[tr S_g]/(d s^2), E||mu_g - mu0||^2/(d s^2)) when the fit weighs its real part w (``loop.real_weight``).
+
+    Setting: He, Xu & Cheng (2025), "Golden ratio weighting prevents model collapse": ``loop.synthetic=replace``,
+    ``loop.real=fresh``, ``sampling.scale=1``, source N(mu0, s^2 I_d). A batch has a fresh real points (mean r, scatter
+    W_r) and b = M - a points drawn from N(mu, S) (mean t, scatter W_t). The weighted maximum likelihood fit with row
+    weights w M / a (real) and (1 - w) M / b (synthetic) is
+
+        mu_g = w r + (1 - w) t,
+        S_g  = M / D [w W_r / a + (1 - w) W_t / b + w (1 - w) (r - t)(r - t)^T],     D = M (mle) or M - 1,
+
+    since r - mu_g = (1 - w)(r - t) and t - mu_g = w (t - r). In units mu0 = 0, s = 1 with x = E[tr S]/d and
+    y = E||mu||^2/d, E[W_r] = (a - 1) I, E[W_t] = (b - 1) S and E(r - t)(r - t)^T = I/a + S/b + mu mu^T give
+
+        x_g = M / D [w (a - 1)/a + (1 - w)(b - 1)/b x + w (1 - w)(1/a + x/b + y)],
+        y_g = w^2 / a + (1 - w)^2 (x/b + y),                          x_{-1} = 1, y_{-1} = 0.
+
+    At w = a / M this is :func:`gaussian_fresh_moments` (the pooled fit). ``n_real`` may be a schedule (one count
+    per generation); a batch with an empty part is the pooled step. ``var_ratio = x``, ``mean_err = d s^2 y``.
+    """
+    g = np.asarray(g)
+    fits(g)
+    m = int(samples)
+    w = float(real_weight)
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"real_weight must be in [0, 1], got {real_weight}")
+    G = int(g.max()) + 1 if g.size else 0
+    counts = _counts(n_real, m, G)
+    D = _divisor(m, estimator)
+    xs, ys = np.empty(G), np.empty(G)
+    x, y = 1.0, 0.0
+    for k in range(G):
+        x, y = _weighted_step(x, y, int(counts[k]), m - int(counts[k]), w, D, m) if k else (
+            (m - 1) / D, 1.0 / m)  # generation 0: the all-real first fit
+        xs[k], ys[k] = x, y
+    return xs[g], ys[g]
+
+
+def gaussian_weighted_stationary(samples: int, n_real: int, real_weight: float,
+                                 estimator: str = "mle") -> tuple[float, float]:
+    """Fixed point (x*, y*) of :func:`gaussian_weighted_moments` for 1 <= n_real <= samples - 1 and w > 0: the
+    stationary E[var_ratio] and E[mean_err]/(d s^2), from the 2 x 2 linear system of its recursion."""
+    m, a = int(samples), int(n_real)
+    b, w = m - a, float(real_weight)
+    if not (1 <= a <= m - 1 and 0.0 < w <= 1.0):
+        raise ValueError("the stationary point needs 1 <= n_real <= samples - 1 and 0 < real_weight <= 1")
+    c = m / _divisor(m, estimator)
+    A = np.array([[1.0 - c * ((1 - w) * (b - 1) / b + w * (1 - w) / b), -c * w * (1 - w)],
+                  [-(1 - w) ** 2 / b, 1.0 - (1 - w) ** 2]])
+    rhs = np.array([c * (w * (a - 1) / a + w * (1 - w) / a), w * w / a])
+    x, y = np.linalg.solve(A, rhs)
+    return float(x), float(y)
+
+
+def weighted_mean_err_known_var(n_real: int, n_syn: int, real_weight: float) -> float:
+    """Stationary E||mu - mu0||^2 / (d s^2) of the weighted mean when the variance is known (not refit):
+    e_g = w (r - mu0) + (1 - w)(e_{g-1} + t - mu_{g-1}) gives y* = (w^2/a + (1 - w)^2/b) / (1 - (1 - w)^2)
+    (He, Xu & Cheng 2025)."""
+    a, b, w = float(n_real), float(n_syn), float(real_weight)
+    if not (a > 0 and b > 0 and 0.0 < w <= 1.0):
+        raise ValueError("needs n_real > 0, n_syn > 0 and 0 < real_weight <= 1")
+    return (w * w / a + (1 - w) ** 2 / b) / (1.0 - (1 - w) ** 2)
+
+
+def optimal_real_weight(n_real: int, n_syn: int, variance: str = "known", estimator: str = "mle") -> float:
+    """The w minimising the stationary mean error. ``variance="known"``: the root of w^2 + r w - r = 0 with
+    r = n_real / n_syn (d y*/dw = 0 of :func:`weighted_mean_err_known_var`), w* = (sqrt(r^2 + 4 r) - r) / 2, the
+    golden ratio conjugate (sqrt(5) - 1)/2 = 0.618 at n_real = n_syn (He, Xu & Cheng 2025). ``variance="fitted"``:
+    the minimiser of y* of :func:`gaussian_weighted_stationary` (the covariance refit too, as model=gaussian does),
+    found numerically; it tends to the known-variance value as the batch grows."""
+    a, b = int(n_real), int(n_syn)
+    if variance == "known":
+        r = a / b
+        return float((math.sqrt(r * r + 4 * r) - r) / 2)
+    if variance != "fitted":
+        raise ValueError("variance must be 'known' or 'fitted'")
+    from scipy.optimize import minimize_scalar
+
+    res = minimize_scalar(lambda w: gaussian_weighted_stationary(a + b, a, w, estimator)[1], bounds=(1e-6, 1.0),
+                          method="bounded", options={"xatol": 1e-10})
+    return float(res.x)
 
 
 # ------------------------------------------------------------------------------------- linear regression
@@ -337,15 +447,14 @@ def categorical_fresh_gini_simpson(g, p0, samples: int, n_real: int) -> np.ndarr
     g = np.asarray(g)
     fits(g)
     m = int(samples)
-    a = int(n_real)
-    if not 0 <= a <= m:
-        raise ValueError(f"n_real must be in [0, samples], got {n_real}")
-    b = m - a
     q0 = float(np.sum(np.asarray(p0, dtype=np.float64) ** 2))
     G = int(g.max()) + 1 if g.size else 0
+    counts = _counts(n_real, m, G)  # a schedule: a = n_real[g] in generation g's step
     out = np.empty(G)
     q = q0
     for k in range(G):
+        a = int(counts[k])
+        b = m - a
         q = (a * (1 - q0) + b * (1 - q) + (a * a + 2 * a * b) * q0 + b * b * q) / m**2
         out[k] = 1.0 - q
     return out[g]
@@ -412,6 +521,10 @@ def theory_curves(cfg: Mapping[str, Any], generations: int) -> dict[str, np.ndar
     M = int(M)
     synthetic = loop.get("synthetic", "replace")
     real = loop.get("real", "fresh")
+    pair = (src.get("name"), model.get("name"))
+    scheduled = _schedule_curves(cfg, pair, M, G, g)
+    if scheduled is not None:
+        return scheduled
     rf = _num(loop.get("real_fraction", 0.0))
     scale = _num(sampling.get("scale", 1.0))
     if rf is None or not 0.0 <= rf <= 1.0 or scale is None or scale <= 0:
@@ -425,8 +538,12 @@ def theory_curves(cfg: Mapping[str, Any], generations: int) -> dict[str, np.ndar
     all_real = replace and n_real == M                      # every generation: one fit on M real points
     fully_synthetic = n_real == 0 and scale == 1.0           # the closed forms' loop (per synthetic mode)
     fresh_mix = replace and real == "fresh" and 0 < n_real < M and scale == 1.0
+    weight = _num(loop.get("real_weight"))
+    if loop.get("real_weight") is not None:  # the weighted fit (He et al. 2025): the Gaussian chain only
+        if weight is None or not (fresh_mix and pair == ("gaussian", "gaussian")):
+            return {}
+        return _gaussian_weighted(src, model, M, n_real, weight, g)
 
-    pair = (src.get("name"), model.get("name"))
     if pair == ("gaussian", "gaussian"):
         return _gaussian_curves(src, model, M, n_real, g, replace, all_real, fully_synthetic, fresh_mix)
     if pair == ("zipf", "categorical"):
@@ -434,6 +551,48 @@ def theory_curves(cfg: Mapping[str, Any], generations: int) -> dict[str, np.ndar
     if pair == ("linear", "linear_regression"):
         return _linreg_curves(src, model, M, g, synthetic, all_real, fully_synthetic)
     return {}
+
+
+def _schedule_curves(cfg, pair, M: int, G: int, g) -> dict | None:
+    """Curves of a run whose ``loop.real_fraction`` or ``sampling.scale`` follows a schedule (None: neither does).
+    Covered: replace, fresh real data, every scale 1: the Gaussian chain (:func:`gaussian_fresh_moments`, or
+    :func:`gaussian_weighted_moments` with ``loop.real_weight``) and the categorical Gini-Simpson index
+    (:func:`categorical_fresh_gini_simpson`), each with a = n_real(g) in generation g's step."""
+    from collapse import schedules
+
+    loop, sampling = _section(cfg, "loop"), _section(cfg, "sampling")
+    frac, scale = loop.get("real_fraction", 0.0), sampling.get("scale", 1.0)
+    if not (schedules.is_schedule(frac) or schedules.is_schedule(scale)):
+        return None
+    try:
+        fr = schedules.values("loop.real_fraction", frac, G) if schedules.is_schedule(frac) else np.full(G, float(frac))
+        sc = schedules.values("sampling.scale", scale, G) if schedules.is_schedule(scale) else np.full(G, float(scale))
+    except Exception:  # (an invalid schedule: collapse.config refuses it)
+        return {}
+    if (loop.get("synthetic", "replace") != "replace" or loop.get("real", "fresh") != "fresh"
+            or np.any(sc[1:] != 1.0) or np.any((fr < 0) | (fr > 1))):
+        return {}
+    counts = np.array([n_real_of(float(v), M) for v in fr])
+    if pair == ("gaussian", "gaussian"):
+        weight = loop.get("real_weight")
+        if weight is not None:
+            return _gaussian_weighted(_section(cfg, "source"), _section(cfg, "model"), M, counts, float(weight), g)
+        return _gaussian_curves(_section(cfg, "source"), _section(cfg, "model"), M, counts, g, True, False, False,
+                                True)
+    if pair == ("zipf", "categorical") and loop.get("real_weight") is None:
+        out = _categorical_curves(_section(cfg, "source"), _section(cfg, "model"), M, counts, g, True, False, False,
+                                  True)
+        return {k: v for k, v in out.items() if k == "gini_simpson"}
+    return {}
+
+
+def _gaussian_weighted(src, model, M, n_real, weight, g) -> dict:
+    """var_ratio and mean_err of the weighted fit (:func:`gaussian_weighted_moments`), source N(mean, s^2 I_d)."""
+    est, d, s = model.get("estimator", "mle"), src.get("dim", 1), _num(src.get("scale", 1.0))
+    if est not in ESTIMATORS or not isinstance(d, (int, np.integer)) or isinstance(d, bool) or M < d + 1 or not s:
+        return {}
+    x, y = gaussian_weighted_moments(g, M, n_real, weight, est)
+    return {"var_ratio": x, "mean_err": s * s * int(d) * y}
 
 
 def _gaussian_curves(src, model, M, n_real, g, replace, all_real, fully_synthetic, fresh_mix):

@@ -32,5 +32,9 @@ def test_metrics_table_unchanged(name):
         pd.testing.assert_frame_equal(got, want, check_exact=True)
         return
     for col in want.columns:  # another CPU or library version: rounding may differ, nothing else
-        np.testing.assert_allclose(got[col].to_numpy(np.float64), want[col].to_numpy(np.float64), rtol=1e-3,
-                                   atol=1e-6, equal_nan=True, err_msg=f"{name}: {col}")
+        w = want[col].to_numpy(np.float64)
+        # float32 rounding carried over generations is relative to the column's scale: a value near 0 (a mean error
+        # of 1e-4 in a column reaching 0.3) differs by rounding of the larger terms it was computed from
+        scale = float(np.nanmax(np.abs(w))) if np.isfinite(w).any() else 0.0
+        np.testing.assert_allclose(got[col].to_numpy(np.float64), w, rtol=1e-3, atol=max(1e-6, 1e-4 * scale),
+                                   equal_nan=True, err_msg=f"{name}: {col}")

@@ -24,6 +24,8 @@ def answers(problems: int, answers: int, smoothing: float = 0.0, dtype=jnp.float
         return {"probs": jnp.full((P, A), 1.0 / A, dtype)}
 
     def stats(batch, mask):
+        if mask.dtype != jnp.bool_:  # float row weights (loop.real_weight): weighted counts
+            return jnp.zeros((P, A), dtype).at[batch["x"], batch["y"]].add(mask.astype(dtype))
         return jnp.zeros((P, A), jnp.int32).at[batch["x"], batch["y"]].add(mask.astype(jnp.int32))
 
     def merge_stats(a, b):
@@ -47,7 +49,8 @@ def answers(problems: int, answers: int, smoothing: float = 0.0, dtype=jnp.float
         return jnp.log(params["probs"][batch["x"], batch["y"]])
 
     return Family("answers", ("task",), init, fit, sample, log_prob, stats=stats, merge_stats=merge_stats,
-                  fit_stats=fit_stats, answer_probs=lambda p: p["probs"])
+                  fit_stats=fit_stats, answer_probs=lambda p: p["probs"], weights=True,
+                  weigh_stats=lambda counts, c: counts.astype(dtype) * c)
 
 
 def check(cfg, source: SourceSpec) -> None:

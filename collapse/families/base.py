@@ -7,7 +7,9 @@ Conventions
 - A *batch* is a pytree whose leaves share a leading axis of length n: an ``(n, d)`` float array for
   continuous data, an ``(n,)`` int32 array of category indices for discrete data, and a dict
   ``{"x": (n, d), "y": (n,)}`` for supervised data.
-- ``mask`` is an ``(n,)`` bool array: rows with ``False`` are padding and must not influence the fit.
+- ``mask`` is an ``(n,)`` bool array: rows with ``False`` are padding and must not influence the fit. A family
+  with ``weights=True`` also takes float row weights there (``loop.real_weight``): its fit then minimises the
+  weighted mean loss sum_i w_i loss_i / sum_i w_i (weighted counts and moments for statistic families).
 - ``prev`` is the previous generation's params (same structure as the output of ``fit``); families may
   use it as a warm start (GMM) or ignore it. For generation 0, ``prev`` is ``None`` (fit from scratch;
   known at trace time, so no both-branches ``cond`` under ``vmap``).
@@ -114,6 +116,9 @@ class Family:
                   task accuracy.
       decode:     (key, params, n, prompts, decoding) -> (n, L) tokens: text families sampling through the given
                   :class:`~collapse.text.decoding.Decoding` controls instead of the run's (greedy task accuracy).
+      weights:    True when ``fit`` takes float row weights in place of the bool mask (``loop.real_weight``).
+      weigh_stats: (stats, c) -> the statistics of the same points each weighted c (counts and sums times c;
+                  means unchanged): ``loop.real_weight`` on the statistic path.
       export:     (params as NumPy) -> {file name: bytes}: the model in its own format for
                   ``export.generations`` (a pretrained LM: the Hugging Face layout). Without it a model is written
                   as ``params.safetensors`` (:func:`collapse.families.base.params_files`).
@@ -147,16 +152,19 @@ class Family:
     answer_probs: Optional[ParamsFn] = None
     export: Optional[Callable[[Any], dict]] = None
     decode: Optional[Callable] = None
+    weights: bool = False
+    weigh_stats: Optional[Callable] = None
 
     @property
     def capabilities(self) -> frozenset[str]:
         """What the family offers, by name: log_prob, components (exact mixture moments and tail mass), probs,
         coef, stats (sufficient-statistic fit), stats_sampler (draws statistics directly), gaussian, trains,
-        transitions, answer_probs, decode. Metrics and the engine choose estimators from these, never from the family's name."""
+        transitions, answer_probs, decode, weights (float row weights in ``fit``). Metrics and the engine choose estimators from these, never from the family's name."""
         have = {"log_prob": self.log_prob, "components": self.components, "probs": self.probs, "coef": self.coef,
                 "stats_sampler": self.sample_stats, "transitions": self.transitions, "answer_probs": self.answer_probs,
                 "decode": self.decode}
-        out = {k for k, v in have.items() if v is not None} | {k for k in ("gaussian", "trains") if getattr(self, k)}
+        out = {k for k, v in have.items() if v is not None} | {k for k in ("gaussian", "trains", "weights")
+                                                                if getattr(self, k)}
         return frozenset(out | ({"stats"} if self.has_stats else set()))
 
     @property

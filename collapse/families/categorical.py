@@ -20,6 +20,8 @@ def categorical(categories: int, smoothing: float = 0.0, dtype=jnp.float32) -> F
         return {"probs": jnp.full((categories,), 1.0 / categories, dtype)}
 
     def stats(x, mask):
+        if mask.dtype != jnp.bool_:  # float row weights (loop.real_weight): weighted counts
+            return jnp.zeros((categories,), dtype).at[x].add(mask.astype(dtype))
         return jnp.zeros((categories,), jnp.int32).at[x].add(mask.astype(jnp.int32))
 
     def merge_stats(a, b):
@@ -50,7 +52,8 @@ def categorical(categories: int, smoothing: float = 0.0, dtype=jnp.float32) -> F
         return jnp.log(params["probs"])[x]
 
     return Family("categorical", ("discrete",), init, fit, sample, log_prob, probs=lambda p: p["probs"],
-                  stats=stats, merge_stats=merge_stats, fit_stats=fit_stats, sample_stats=sample_stats)
+                  stats=stats, merge_stats=merge_stats, fit_stats=fit_stats, sample_stats=sample_stats,
+                  weights=True, weigh_stats=lambda counts, c: counts.astype(dtype) * c)
 
 
 def check(cfg, source: SourceSpec) -> None:

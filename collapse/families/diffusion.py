@@ -86,7 +86,7 @@ def diffusion(dim: int, hidden: int = 192, steps: int = 4000, batch: int = 128, 
         x = u * spread + shift
         return jnp.clip(x, 0.0, 1.0) if bounded else x
 
-    return Family("diffusion", ("image", "continuous"), init_params, fit, sample, log_prob=None, trains=True)
+    return Family("diffusion", ("image", "continuous"), init_params, fit, sample, log_prob=None, trains=True, weights=True)
 
 
 def check(cfg, source: SourceSpec) -> None:

@@ -1,7 +1,8 @@
 """Full-covariance Gaussian family N(mu, S), fit by maximum likelihood or the unbiased estimator.
 
 Fit from n points: mu = mean(x), S = scatter / n (``mle``) or scatter / (n - 1) (``unbiased``), with
-scatter = sum_i (x_i - mu)(x_i - mu)^T. The fit depends on (n, mean, scatter) only, so the family has an
+scatter = sum_i (x_i - mu)(x_i - mu)^T. With row weights w_i (``loop.real_weight``): n = sum_i w_i,
+mu = sum_i w_i x_i / n, scatter = sum_i w_i (x_i - mu)(x_i - mu)^T (the weighted maximum likelihood for ``mle``). The fit depends on (n, mean, scatter) only, so the family has an
 exact statistic path: for n draws of N(mu, c S), mean ~ N(mu, c S / n) and scatter ~ Wishart(n - 1, c S),
 independent (c = ``sampling.scale``).
 """
@@ -42,7 +43,10 @@ def gaussian(dim: int, estimator: str = "mle") -> Family:
         w = mask.astype(x.dtype)
         n = jnp.sum(w)
         mean = jnp.sum(x * w[:, None], 0) / jnp.maximum(n, 1.0)
-        xc = (x - mean) * w[:, None]
+        if mask.dtype != jnp.bool_:  # row weights: scatter = sum_i w_i (x_i - mu)(x_i - mu)^T
+            xc = x - mean
+            return {"n": n, "mean": mean, "scatter": (xc * w[:, None]).T @ xc}
+        xc = (x - mean) * w[:, None]  # a 0/1 mask: w^2 = w
         return {"n": n, "mean": mean, "scatter": xc.T @ xc}
 
     def fit_stats(key, s, prev):
@@ -79,9 +83,13 @@ def gaussian(dim: int, estimator: str = "mle") -> Family:
         dt = params["mean"].dtype
         return jnp.ones((1,), dt), params["mean"][None], params["cov"][None]
 
+    def weigh_stats(s, c):
+        """Every point weighted c: n and scatter times c, the mean unchanged."""
+        return {"n": s["n"] * c, "mean": s["mean"], "scatter": s["scatter"] * c}
+
     return Family("gaussian", ("continuous",), init, fit, sample, log_prob, components=components,
                   stats=stats, merge_stats=merge_moments, fit_stats=fit_stats, sample_stats=sample_stats,
-                  gaussian=True)
+                  gaussian=True, weights=True, weigh_stats=weigh_stats)
 
 
 def check(cfg, source: SourceSpec) -> None:

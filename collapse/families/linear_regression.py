@@ -76,7 +76,8 @@ def linear_regression(dim: int, ridge: float = 0.0, label_noise: str = "fitted",
         return -0.5 * r * r / v - 0.5 * jnp.log(2 * math.pi * v)
 
     return Family("linear_regression", ("supervised",), init, fit, sample, log_prob, coef=lambda p: p["w"],
-                  stats=stats, merge_stats=merge_stats, fit_stats=fit_stats, sample_stats=sample_stats)
+                  stats=stats, merge_stats=merge_stats, fit_stats=fit_stats, sample_stats=sample_stats,
+                  weights=True, weigh_stats=lambda s, c: jax.tree_util.tree_map(lambda v: v * c, s))
 
 
 def check(cfg, source: SourceSpec) -> None:

@@ -134,7 +134,8 @@ def ngram(vocab: int, order: int, smoothing: str = "add_k", k: float = 0.01, lam
         return jnp.concatenate([pad, scores], -1)
 
     return Family("ngram", ("text",), init, fit, sample, log_prob, stats=stats, merge_stats=merge_stats,
-                  fit_stats=fit_stats, transitions=lambda params: jnp.exp(params["logp"]), decode=decode)
+                  fit_stats=fit_stats, transitions=lambda params: jnp.exp(params["logp"]), decode=decode,
+                  weights=True, weigh_stats=lambda s, c: jax.tree_util.tree_map(lambda v: v * c, s))
 
 
 def check(cfg, source: SourceSpec) -> None:

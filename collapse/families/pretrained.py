@@ -129,7 +129,7 @@ def pretrained(path: str | Path, vocab: int, segment: int, steps: int = 50, batc
         return model_files(lm.bind(full), tok if tok.is_file() else None)
 
     return Family("pretrained", ("text",), init_params, fit, sample, log_prob,
-                  warm_from="gen0" if init == "gen0" else "previous", trains=True, export=export)
+                  warm_from="gen0" if init == "gen0" else "previous", trains=True, export=export, weights=True)
 
 
 def _read(cfg):

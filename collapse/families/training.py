@@ -4,7 +4,9 @@ generation program.
 ``train`` takes ``steps`` AdamW steps (gradient clipped to global norm 1; learning rate warmed up linearly from 0
 to ``lr`` over ``warmup`` steps, then cosine-decayed to lr / 10) on minibatches of ``batch`` rows drawn
 uniformly with replacement from the rows of ``data`` whose ``mask`` is True (u ~ U{0..n_valid-1}, located by a
-binary search in the cumulative mask: O(batch log n) per step, not O(batch n)). Everything is a ``lax.scan``, so
+binary search in the cumulative mask: O(batch log n) per step, not O(batch n)). Float row weights in place of the
+mask (``loop.real_weight``) draw row i with probability w_i / sum w, so each step's expected loss is the weighted
+mean loss. Everything is a ``lax.scan``, so
 replicates train together under ``vmap``.
 
 Gradient accumulation (``accumulate`` = a > 1): each step draws a x ``batch`` rows and averages the gradients of
@@ -39,7 +41,8 @@ def train_more(loss_fn: Callable[[Any, Any, Any], jax.Array], params, opt_state,
                batch: int, opt: optax.GradientTransformation, accumulate: int = 1):
     """``steps`` more optimizer steps from ``opt_state`` (the schedule goes on where it stopped), each on
     ``accumulate`` microbatches of ``batch`` rows; returns (params, opt_state, per-step losses (steps,))."""
-    cum = jnp.cumsum(mask.astype(jnp.int32))  # rows u + 1 of the valid ones: first index with cum >= u + 1
+    weighted = mask.dtype != jnp.bool_  # float row weights (loop.real_weight): rows drawn with p_i = w_i / sum w
+    cum = jnp.cumsum(mask) if weighted else jnp.cumsum(mask.astype(jnp.int32))
     grad_fn = jax.value_and_grad(loss_fn)
 
     def accumulated(p, rows, k_loss):
@@ -56,7 +59,7 @@ def train_more(loss_fn: Callable[[Any, Any, Any], jax.Array], params, opt_state,
     def step(carry, k):
         p, state = carry
         k_rows, k_loss = jax.random.split(k)
-        rows = draw_rows(k_rows, cum, batch * accumulate)
+        rows = (draw_weighted_rows if weighted else draw_rows)(k_rows, cum, batch * accumulate)
         if accumulate == 1:
             mb = jax.tree_util.tree_map(lambda x: x[rows], data)
             loss, grads = grad_fn(p, mb, k_loss)
@@ -73,6 +76,13 @@ def draw_rows(key, cum, n: int):
     """``n`` row indices uniform with replacement over the valid rows, given ``cum`` = cumsum(mask)."""
     u = jax.random.randint(key, (n,), 0, jnp.maximum(cum[-1], 1))
     return jnp.searchsorted(cum, u + 1, side="left")
+
+
+def draw_weighted_rows(key, cum, n: int):
+    """``n`` row indices with replacement, row i with probability w_i / sum(w), given ``cum`` = cumsum(w): the
+    expected minibatch mean loss is then the weighted mean loss sum_i w_i loss_i / sum_i w_i."""
+    u = jax.random.uniform(key, (n,), cum.dtype) * cum[-1]
+    return jnp.minimum(jnp.searchsorted(cum, u, side="right"), cum.shape[0] - 1)
 
 
 def tail_mean(losses, share: float = 0.1):

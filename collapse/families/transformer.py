@@ -156,7 +156,7 @@ def transformer(vocab: int, segment: int, layers: int = 2, d_model: int = 64, he
         return token_logp(params["net"], tokens)
 
     return Family("transformer", ("text",), init_params, fit, sample, log_prob,
-                  warm_from="gen0" if init == "gen0" else "previous", trains=True, decode=decode)
+                  warm_from="gen0" if init == "gen0" else "previous", trains=True, decode=decode, weights=True)
 
 
 def check(cfg, source: SourceSpec) -> None:

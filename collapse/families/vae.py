@@ -104,7 +104,7 @@ def vae(dim: int, latent: int = 8, hidden: int = 256, likelihood: str = "bernoul
     def log_prob(params, x):
         return net.apply(params["net"], x, jax.random.key(0))
 
-    return Family("vae", ("image", "continuous"), init_params, fit, sample, log_prob, trains=True)
+    return Family("vae", ("image", "continuous"), init_params, fit, sample, log_prob, trains=True, weights=True)
 
 
 def check(cfg, source: SourceSpec) -> None:
