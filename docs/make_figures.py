@@ -10,6 +10,11 @@ accuracy, the theory's boundary fpr = 1 - fnr marked.
 docs/arithmetic_verifier.png: ``collapse experiment=arithmetic_verifier`` (a Transformer's verified self-training on
 2-digit addition under three scores): greedy held-out accuracy and answer diversity per chain, and the learned
 verifier's measured error rates (:func:`arithmetic_panels`). ``--skip-arithmetic`` leaves it (5 minutes).
+
+docs/literature_loops.png: ``collapse experiment=golden_ratio_weighting`` (the stationary squared mean error against
+the real weight w, beside theory.gaussian_weighted_stationary and the known-variance form) and
+``collapse experiment=human_data_dwindles`` (var_ratio under a falling human share, beside the schedule's exact
+recursion): :func:`literature_panels`.
 """
 from __future__ import annotations
 
@@ -49,7 +54,76 @@ def main() -> None:
             subprocess.run([cli, "experiment=arithmetic_verifier", *asize, f"hydra.sweep.dir={tmp}/arith",
                             "quiet=true"], check=True, stdout=subprocess.DEVNULL)
             out += arithmetic_panels(load_sweep(f"{tmp}/arith"), a.out / "arithmetic_verifier")
+        lsize = ["generations=20", "replicates=50"] if a.quick else []
+        runs = {}
+        for preset in ("golden_ratio_weighting", "human_data_dwindles"):
+            subprocess.run([cli, f"experiment={preset}", *lsize, f"hydra.run.dir={tmp}/{preset}", "quiet=true"],
+                           check=True, stdout=subprocess.DEVNULL)
+            runs[preset] = _load(Path(tmp) / preset)
+        out += literature_panels(runs, a.out / "literature_loops")
     print("wrote", *out)
+
+
+def _load(run_dir: Path):
+    """(metrics table, config) of a run folder."""
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    return pd.read_parquet(run_dir / "metrics.parquet"), OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+
+
+def literature_panels(runs: dict, path: Path) -> list[Path]:
+    """Two panels: (a) the last generation's squared mean error against loop.real_weight (mean +- 2 SE) with the
+    exact stationary curve and the known-variance form, the golden ratio marked; (b) var_ratio (mean +- 2 SE, and
+    the median) under the human_data_dwindles schedule beside its exact recursion, the human share on a second axis."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from collapse import plots, schedules, theory
+
+    with plots.paper_style():
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(7.0, 2.6), constrained_layout=True)
+    df, cfg = runs["golden_ratio_weighting"]
+    last = df[df["generation"] == df["generation"].max()]
+    stats = last.groupby("loop.real_weight")["mean_err"].agg(["mean", "sem"]).sort_index()
+    M = cfg["loop"]["samples"]
+    a = theory.n_real_of(cfg["loop"]["real_fraction"], M)
+    w = np.linspace(0.04, 1.0, 300)
+    ax.plot(w, [theory.gaussian_weighted_stationary(M, a, v)[1] for v in w], color="black", lw=1,
+            label="exact recursion (variance refit)")
+    ax.plot(w, [theory.weighted_mean_err_known_var(a, M - a, v) for v in w], color="gray", lw=1, ls=":",
+            label="variance known")
+    ax.errorbar(stats.index, stats["mean"], yerr=2 * stats["sem"], fmt="o", ms=3, color="tab:blue", capsize=2,
+                label=f"simulated, generation {int(last.generation.iloc[0])} (±2 SE)")
+    ax.axvline(theory.optimal_real_weight(a, M - a), color="tab:orange", lw=1, ls="--", label="w* = 0.618")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"real weight w ({a} real + {M - a} synthetic points a batch)")
+    ax.set_ylabel("stationary squared mean error")
+    ax.legend(fontsize=5.5)
+    ax.set_title("(a) weighting the real data (He et al. 2025)", fontsize=8)
+
+    df, cfg = runs["human_data_dwindles"]
+    G = cfg["generations"]
+    curve = theory.theory_curves(cfg, G)["var_ratio"]
+    by = df.groupby("generation")["var_ratio"]
+    g = np.asarray(sorted(df["generation"].unique()))
+    mean, sem, med = by.mean().loc[g], by.sem().loc[g], by.median().loc[g]
+    bx.fill_between(g, mean - 2 * sem, mean + 2 * sem, color="tab:blue", alpha=0.25, lw=0)
+    bx.plot(g, mean, color="tab:blue", lw=1, label="simulated mean (±2 SE)")
+    bx.plot(g, med, color="tab:blue", lw=1, ls="--", label="simulated median")
+    bx.plot(np.arange(G), curve, color="black", lw=1, ls=":", label="exact recursion")
+    bx.set_xlabel("generation")
+    bx.set_ylabel("variance ratio")
+    bx.set_ylim(0, 1.1)
+    share = schedules.values("loop.real_fraction", cfg["loop"]["real_fraction"], G)
+    sx = bx.twinx()
+    sx.plot(np.arange(1, G), share[1:], color="tab:green", lw=1)
+    sx.set_ylabel("human share of each batch", color="tab:green", fontsize=7)
+    sx.set_ylim(0, 0.55)
+    sx.tick_params(labelsize=6, colors="tab:green")
+    bx.legend(fontsize=5.5, loc="lower left")
+    bx.set_title("(b) human data dwindle (logistic schedule)", fontsize=8)
+    return plots.save(fig, path, formats=("png",))
 
 
 def task_phase(df, path: Path) -> list[Path]:

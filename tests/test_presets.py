@@ -419,7 +419,36 @@ def check_curation_markov(preset):
 
 
 # ----------------------------------------------------------------------------------------------- the table
+def check_golden_ratio_weighting(preset):
+    G, weights = 60, (0.2, 0.618, 1.0)
+    df = run(preset, f"generations={G}", "replicates=1000", "sweep.loop.real_weight=[" + ",".join(map(str, weights)) + "]")
+    err = {}
+    for w in weights:
+        part = df[df["loop.real_weight"] == w]
+        err[w] = at(part, "mean_err")
+        _, stationary = theory.gaussian_weighted_stationary(100, 50, w)
+        curve = theory.gaussian_weighted_moments(np.arange(G), 100, 50, w)[1]
+        assert abs(curve[-1] - stationary) < 1e-4 * stationary  # the chain has reached its stationary error
+        assert_near(err[w], stationary, f"mean_err at w={w} vs the weighted recursion")
+    # the golden ratio beats both real data alone and a light real weight (same seeds: paired)
+    assert_mean_below(err[0.618], err[1.0], "mean_err at w=0.618 below w=1")
+    assert_mean_below(err[0.618], err[0.2], "mean_err at w=0.618 below w=0.2")
+    assert abs(theory.optimal_real_weight(50, 50) - 0.618034) < 1e-6
+
+
+def check_human_data_dwindles(preset):
+    df = run(preset, "replicates=1000", "generations=200")
+    var = closed_form(df, "var_ratio", preset)
+    for g in (50, 100, 120, 150):
+        assert_near(at(df, "var_ratio", g), var[g], f"var_ratio at generation {g} vs the schedule's recursion")
+    assert var[100] > 0.97 and var[150] < 0.8  # holds while human data remain, then collapses
+    assert_share_above(at(df, "var_ratio") < 0.5, "median var_ratio below 0.5 at generation 199")
+    assert_mean_below(at(df, "mean_err", 100), at(df, "mean_err"), "mean_err grows once human data are gone")
+
+
 CHECKS = {
+    "golden_ratio_weighting": check_golden_ratio_weighting,
+    "human_data_dwindles": check_human_data_dwindles,
     "shumailov_gaussian": check_shumailov_gaussian,
     "gaussian_unbiased": check_gaussian_unbiased,
     "gaussian_logdet": check_gaussian_logdet,
