@@ -61,6 +61,15 @@ __all__ = [
     "categorical_support_one_fit",
     "categorical_gini_simpson",
     "categorical_fresh_gini_simpson",
+    "categorical_support",
+    "symbol_survival",
+    "absorption_time",
+    "forgetting_time",
+    "wright_fisher_matrix",
+    "poisson_extinct_one",
+    "poisson_extinct",
+    "poisson_rate_ratio_var",
+    "poisson_forgotten",
     "theory_curves",
 ]
 
@@ -460,6 +469,114 @@ def categorical_fresh_gini_simpson(g, p0, samples: int, n_real: int) -> np.ndarr
     return out[g]
 
 
+# --------------------------------------------------------------------- counting chains (Suresh et al. 2024)
+def poisson_extinct_one(g) -> np.ndarray:
+    """q_g = P(S_g = 0 | S_0 = 1) of the counting chain S_k | S_{k-1} ~ Poisson(S_{k-1}): q_0 = 0,
+    q_k = exp(q_{k-1} - 1) (the generating function of Poisson(1) offspring iterated: a critical Galton-Watson
+    process), with 1 - q_k ~ 2 / k for large k."""
+    g = np.asarray(g)
+    G = int(g.max()) + 1 if g.size else 0
+    q = np.zeros(G)
+    for k in range(1, G):
+        q[k] = math.exp(q[k - 1] - 1.0)
+    return q[g]
+
+
+def poisson_extinct(g, samples: int, rate: float) -> np.ndarray:
+    """E[extinct_g] = P(fitted rate = 0 at generation g) of the fully synthetic Poisson chain (replace, no real
+    data): with n = ``samples``, S_g = n rate_g satisfies S_g | S_{g-1} ~ Poisson(S_{g-1}) and S_0 ~ Poisson(n rate),
+    so P(S_g = 0) = E[q_g^{S_0}] = exp(n rate (q_g - 1)) with q_g of :func:`poisson_extinct_one`
+    (Suresh, Thangaraj & Khandavally 2024, "Rate of model collapse in recursive training"). The rate survives
+    k generations with probability 1 - exp(-n rate (1 - q_k)) ~ 2 n rate / k for k >> n rate."""
+    g = np.asarray(g)
+    return np.exp(float(samples) * float(rate) * (poisson_extinct_one(g) - 1.0))
+
+
+def poisson_rate_ratio_var(g, samples: int, rate: float) -> np.ndarray:
+    """Var(rate_ratio_g) = (g + 1) / (n rate) in the same chain (E[rate_ratio_g] = 1: a martingale). From
+    Var(S_g) = Var(S_{g-1}) + E[S_{g-1}] and E[S] = n rate."""
+    return (fits(g)) / (float(samples) * float(rate))
+
+
+def poisson_forgotten(g, count: int) -> np.ndarray:
+    """P(an event seen ``count`` times at generation 0 is forgotten by generation g) = q_g^count: each of its
+    ``count`` ancestors' lines must die out (independent Poisson(1) branching)."""
+    return poisson_extinct_one(g) ** int(count)
+
+
+def wright_fisher_matrix(samples: int) -> np.ndarray:
+    """P[i, j] = Binom(j; M, i / M): the count of one symbol from generation to generation when each generation
+    draws M points from the previous one's empirical frequencies (replace, no real data, no smoothing)."""
+    from scipy.stats import binom
+
+    M = int(samples)
+    i = np.arange(M + 1)
+    return binom.pmf(i[None, :], M, i[:, None] / M)
+
+
+MAX_WF = 2000  # largest batch for which the exact Wright-Fisher forms are computed ((M + 1)^2 matrices)
+
+
+def symbol_survival(g, samples: int) -> np.ndarray:
+    """s_g(c) = P(C_g > 0 | C_0 = c), shape (len(g), M + 1): the probability that a symbol seen c times at generation
+    0 still has probability > 0 at generation g (exact: s_0 = 1{c > 0}, s_g = P s_{g-1} with
+    :func:`wright_fisher_matrix`)."""
+    g = np.asarray(g)
+    M = int(samples)
+    if M > MAX_WF:
+        raise ValueError(f"the exact Wright-Fisher forms are computed for samples <= {MAX_WF}")
+    P = wright_fisher_matrix(M)
+    G = int(g.max()) + 1 if g.size else 0
+    s = (np.arange(M + 1) > 0).astype(np.float64)
+    out = np.empty((G, M + 1))
+    for k in range(G):
+        out[k] = s
+        s = P @ s
+    return out[g]
+
+
+def categorical_support(g, p0, samples: int) -> np.ndarray:
+    """E[support_g] = sum_k sum_c Binom(c; M, p0_k) s_g(c) of the fully synthetic categorical chain (replace,
+    real_fraction 0, no smoothing, scale 1): each symbol's count is its own Wright-Fisher chain, started from
+    generation 0's Binom(M, p0_k) draw (:func:`symbol_survival`). At g = 0 it is :func:`categorical_support_one_fit`.
+    Shumailov et al. (2024) and Suresh et al. (2024): support only falls; a symbol of count c lives about 2c ln(M/c)
+    generations when rare."""
+    from scipy.stats import binom
+
+    p0 = np.asarray(p0, dtype=np.float64)
+    M = int(samples)
+    start = binom.pmf(np.arange(M + 1)[None, :], M, p0[:, None])  # (K, M + 1)
+    weight = start.sum(0)  # expected number of symbols with each starting count
+    return symbol_survival(g, M) @ weight
+
+
+def absorption_time(samples: int) -> np.ndarray:
+    """E[T | C_0 = c] for c = 0..M: generations until a symbol's count reaches 0 (lost) or M (it is all that is
+    left), from (I - Q) t = 1 over the transient counts 1..M-1 of :func:`wright_fisher_matrix`."""
+    M = int(samples)
+    P = wright_fisher_matrix(M)
+    Q = P[1:M, 1:M]
+    t = np.zeros(M + 1)
+    t[1:M] = np.linalg.solve(np.eye(M - 1) - Q, np.ones(M - 1))
+    return t
+
+
+def forgetting_time(samples: int) -> np.ndarray:
+    """E[T | C_0 = c, the symbol is lost] for c = 0..M-1 (index M: NaN, it is never lost): the expected generations
+    until a symbol seen c times at generation 0 is forgotten, given that it is (probability 1 - c/M). The chain
+    conditioned on loss (Doob's h-transform, h(i) = 1 - i/M) moves with Q'(i, j) = P(i, j) h(j) / h(i), and
+    (I - Q') t = 1 over i = 1..M-1 gives t. For c << M it grows about linearly in c (Suresh et al. 2024)."""
+    M = int(samples)
+    P = wright_fisher_matrix(M)
+    h = 1.0 - np.arange(M + 1) / M
+    idx = np.arange(1, M)
+    Qc = P[np.ix_(idx, idx)] * h[idx][None, :] / h[idx][:, None]
+    t = np.full(M + 1, np.nan)
+    t[0] = 0.0
+    t[1:M] = np.linalg.solve(np.eye(M - 1) - Qc, np.ones(M - 1))
+    return t
+
+
 # -------------------------------------------------------------------------------------------- dispatcher
 def _section(cfg: Mapping, key: str) -> Mapping:
     sec = cfg.get(key)
@@ -550,6 +667,14 @@ def theory_curves(cfg: Mapping[str, Any], generations: int) -> dict[str, np.ndar
         return _categorical_curves(src, model, M, n_real, g, replace, all_real, fully_synthetic, fresh_mix)
     if pair == ("linear", "linear_regression"):
         return _linreg_curves(src, model, M, g, synthetic, all_real, fully_synthetic)
+    if pair == ("poisson", "poisson"):
+        rate = _num(src.get("rate", 1.0))
+        if rate is None or rate <= 0:
+            return {}
+        if all_real:
+            return {"extinct": np.full(g.shape, math.exp(-M * rate)), "rate_ratio": np.ones(g.shape)}
+        if replace and fully_synthetic:
+            return {"extinct": poisson_extinct(g, M, rate), "rate_ratio": np.ones(g.shape)}
     return {}
 
 
@@ -635,6 +760,8 @@ def _categorical_curves(src, model, M, n_real, g, replace, all_real, fully_synth
     out = {"support": support}
     if replace and fully_synthetic:
         out["gini_simpson"] = categorical_gini_simpson(g, p0, M)
+        if M <= MAX_WF:  # every generation: the symbols' Wright-Fisher chains
+            out["support"] = categorical_support(g, p0, M)
     elif fresh_mix:
         out["gini_simpson"] = categorical_fresh_gini_simpson(g, p0, M, n_real)
     return out

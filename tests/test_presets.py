@@ -446,7 +446,18 @@ def check_human_data_dwindles(preset):
     assert_mean_below(at(df, "mean_err", 100), at(df, "mean_err"), "mean_err grows once human data are gone")
 
 
+def check_poisson_extinction(preset):
+    G = 60
+    df = run(preset, f"generations={G}", "replicates=4000")
+    curve = closed_form(df, "extinct", preset)
+    for g in (0, 1, 10, G - 1):
+        assert_near(at(df, "extinct", g), curve[g], f"extinct share at generation {g} vs the branching process")
+    assert curve[G - 1] > 0.9 and curve[0] < 0.2
+    assert_near(at(df, "rate_ratio", 10), 1.0, "rate_ratio (a martingale)")
+
+
 CHECKS = {
+    "poisson_extinction": check_poisson_extinction,
     "golden_ratio_weighting": check_golden_ratio_weighting,
     "human_data_dwindles": check_human_data_dwindles,
     "shumailov_gaussian": check_shumailov_gaussian,

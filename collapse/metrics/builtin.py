@@ -141,6 +141,18 @@ def discrete(ctx):
     return discrete_metrics(ctx.family.probs(ctx.params), ctx.truth["probs"], ctx.truth["tail_set"])
 
 
+# ----- counting sources (source=poisson) ----------------------------------------------------------------------
+
+
+@metric(("rate_ratio", "extinct"), kinds=("counts",), info={
+    "rate_ratio": M("fitted rate / true rate", "", False, "", "rate / rate0 (a martingale: mean 1 in the plain loop)"),
+    "extinct": M("rate extinct", "", False, "", "1 when the fitted rate is 0 (absorbing), else 0")})
+def counts(ctx):
+    """The fitted Poisson rate against the truth's: rate / rate0, and whether it has hit 0 (params["rate"])."""
+    rate = ctx.params["rate"]
+    return {"rate_ratio": rate / ctx.truth["rate"], "extinct": (rate <= 0).astype(rate.dtype)}
+
+
 # ----- supervised sources --------------------------------------------------------------------------------------
 
 

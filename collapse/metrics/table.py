@@ -26,6 +26,7 @@ HEADLINE = {
     "continuous": ("var_ratio", "tail_mass", "kl_true", "mean_err", "frechet", "recall", "precision", "vendi"),
     "discrete": ("support", "extinct_mass", "entropy", "tail_mass", "kl_true", "gini_simpson"),
     "supervised": ("test_error", "noise_var"),
+    "counts": ("rate_ratio", "extinct"),
     "text": ("task_accuracy", "task_accuracy_greedy", "pass_at_k", "ppl_real", "kl_true", "distinct_4", "rare_mass", "vocab_coverage", "ppl_gen0_q95", "token_entropy"),
     "image": ("frechet", "recall", "precision", "class_tv", "mode_coverage", "mode_quality", "nll_real", "vendi"),
     "task": ("task_accuracy", "task_accuracy_greedy", "pass_at_k", "answer_diversity", "lost_problems"),

@@ -9,6 +9,7 @@ Truth keys by kind
 - continuous: ``mean`` (d,), ``cov`` (d, d) (NaN where the moment does not exist),
   ``tail_q`` () = the alpha-quantile of log p_true(X) under the truth (alpha = metrics.tail_level).
 - discrete:   ``probs`` (K,).
+- counts:     ``rate`` () (a batch is an ``(n,)`` int32 array of counts; source=poisson).
 - supervised: ``w`` (d,), ``noise_var`` (), and ``X`` (T, d) for a fixed design.
 - text:       nothing per replicate; the shared ``data`` (below) holds the corpus split or the Markov chain.
 
@@ -55,7 +56,7 @@ class Source:
     """A ground-truth ("human") data distribution.
 
     Required
-      name, kind ("continuous" | "discrete" | "supervised" | "text" | "image" | "task"), dim (data dimension, K
+      name, kind ("continuous" | "discrete" | "supervised" | "text" | "image" | "task" | "counts"), dim (data dimension, K
       categories, or A answers of a task).
       init:     (key) -> truth dict (see module docstring).
       sample:   (key, truth, n) -> batch of n exact draws (real rows).
