@@ -87,6 +87,8 @@ def resolve_path(cfg, source, family) -> str:
                                    weighted=cfg.loop.get("real_weight") is not None)
     if components.find("curation", cfg.curation).curates:
         blockers.append(f"curation={cfg.curation.name} scores the candidate points")
+    if C.loop_models(cfg) > 1:
+        blockers.append(f"loop.models={C.loop_models(cfg)} draws points from the shared pool of models")
     if cfg.engine.path == "stats" and blockers:
         raise C.ConfigError("engine.path", "stats", "not available here (" + "; ".join(blockers) + "); use auto or samples")
     if cfg.engine.path == "auto":
@@ -124,6 +126,12 @@ def prepare(cfg):
                             histogram=cfg.logger.name == "wandb")
     if spec.curation is not None:  # accept_rate / reward_mean come from the engine's step
         metrics = dataclasses.replace(metrics, param_names=metrics.param_names + spec.curation.metric_names)
+    if spec.models > 1:  # an ecosystem's pooled population and its lineages, beside the lineage means
+        from collapse.ecosystem import lineage_names, pooled_names
+
+        own = metrics.param_names + metrics.sample_names
+        metrics = dataclasses.replace(metrics, param_names=metrics.param_names + pooled_names(source, family)
+                                      + lineage_names(own, spec.models))
     return source, family, spec, metrics
 
 
@@ -168,9 +176,21 @@ def loop_spec(cfg, source, family) -> LoopSpec:
         curation=build_curation(cfg, source, family, dtype_of(cfg)), keep_models=keep,
         keep_replicates=int(cfg.export.replicates) if keep else 0,
         real_weight=None if cfg.loop.get("real_weight") is None else float(cfg.loop.real_weight),
-        n_real_schedule=schedule_counts(cfg, samples), scale_schedule=scale_schedule(cfg))
+        n_real_schedule=schedule_counts(cfg, samples), scale_schedule=scale_schedule(cfg), mixing=ecosystem_mixing(cfg))
     check_pool(cfg, spec, family, source)
     return spec
+
+
+def ecosystem_mixing(cfg) -> tuple | None:
+    """The M x M mixing matrix of ``loop.models`` = M > 1 (rows as tuples), else None (today's loop)."""
+    m = C.loop_models(cfg)
+    if m == 1:
+        return None
+    from collapse.ecosystem import mixing_matrix
+
+    mix = cfg.loop.get("mixing")
+    mix = OmegaConf.to_container(mix) if OmegaConf.is_config(mix) else mix
+    return tuple(tuple(float(v) for v in row) for row in mixing_matrix(m, mix))
 
 
 def theory_for(cfg, generations: int) -> dict:

@@ -26,6 +26,7 @@ def _fail(msg: str) -> "None":
 
 
 CURATION_LINES = ("accept_rate", "reward_mean")  # added below the headline when the run reports them
+ECOSYSTEM_LINES = ("pool_var_ratio", "spread", "pool_support", "spread_tv")  # loop.models > 1: the pooled population
 HEADLINE_LINES = 4
 
 
@@ -66,8 +67,9 @@ def headline(res) -> list[str]:
     first = df[df["generation"] == 0]
     kind = C.source_kind(res.config)
     have = [k for k in s["metrics"] if s["metrics"][k]["mean"] is not None]
-    keys = [k for k in order(kind, have) if k not in CURATION_LINES][:HEADLINE_LINES]
-    keys += [k for k in CURATION_LINES if k in have]
+    extra = CURATION_LINES + ECOSYSTEM_LINES
+    keys = [k for k in order(kind, have) if k not in extra][:HEADLINE_LINES]
+    keys += [k for k in extra if k in have]
     lines = []
     for k in keys:
         g0 = float(np.nanmedian(first[k].to_numpy(np.float64))) if np.isfinite(first[k]).any() else np.nan

@@ -10,6 +10,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from collapse import checks, components, schedules
@@ -368,6 +369,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     source.check(cfg)
     family.check(cfg, source)
     check_real_weight(cfg, n_real, units)
+    check_models(cfg, source)
 
     checks.integer(cfg, "metrics.every")
     checks.boolean(cfg, "metrics.sample_based")
@@ -437,6 +439,56 @@ def check_real_weight(cfg, n_real: int | None, units: int) -> None:
     if n_real is not None and not 0 < n_real < units:
         raise ConfigError("loop.real_weight", w, f"needs real and synthetic points in each batch "
                           f"(0 < loop.real_fraction < 1; now {n_real} of {units} are real)")
+
+
+def loop_models(cfg) -> int:
+    """``loop.models`` (1 in a config saved before the key)."""
+    m = checks.get(cfg, "loop.models")
+    return 1 if m is None else int(m)
+
+
+def check_models(cfg, source) -> None:
+    """``loop.models`` = M >= 1 lineages per replicate and ``loop.mixing`` (null, a self share in [0, 1], M weights, or
+    M rows of M weights; each row non-negative and summing to 1). An ecosystem needs point draws from the models:
+    no curation, no export of fitted models, no text or image source."""
+    if checks.get(cfg, "loop.models") is None:
+        return
+    m = checks.integer(cfg, "loop.models", allowed="must be an integer >= 1 (model lineages per replicate)")
+    mixing = checks.get(cfg, "loop.mixing")
+    if mixing is not None:
+        check_mixing(OmegaConf.to_container(mixing) if OmegaConf.is_config(mixing) else mixing, m)
+    if m == 1:
+        return
+    if components.find("curation", cfg.curation).curates:
+        raise ConfigError("loop.models", m, f"must be 1 with curation={cfg.curation.name} (an ecosystem's synthetic "
+                          "part is drawn from the shared pool, not curated)")
+    if source.kind in ("text", "image"):
+        raise ConfigError("loop.models", m, f"must be 1 with source={source.name} (ecosystems run on continuous, "
+                          "discrete, counting and supervised sources)")
+    if checks.get(cfg, "export") is not None and cfg.export.generations:
+        raise ConfigError("loop.models", m, "must be 1 with export.generations (the export writes one model per "
+                          "replicate)")
+
+
+def check_mixing(mixing, models: int) -> None:
+    """One clear line for a ``loop.mixing`` that is not a self share in [0, 1], M weights or an M x M matrix whose
+    rows are non-negative and sum to 1."""
+    allowed = (f"must be null (uniform), a self share in [0, 1], a list of loop.models={models} non-negative weights "
+               f"summing to 1, or {models} such lists (one row per lineage)")
+    if isinstance(mixing, bool):
+        raise ConfigError("loop.mixing", mixing, allowed)
+    if isinstance(mixing, (int, float)):
+        if not 0.0 <= float(mixing) <= 1.0:
+            raise ConfigError("loop.mixing", mixing, allowed)
+        return
+    try:
+        arr = np.asarray(mixing, dtype=float)
+    except (TypeError, ValueError):
+        raise ConfigError("loop.mixing", mixing, allowed) from None
+    rows = arr[None] if arr.ndim == 1 else arr
+    if (rows.ndim != 2 or rows.shape[1] != models or (arr.ndim == 2 and rows.shape[0] != models)
+            or not np.all(np.isfinite(rows)) or np.any(rows < 0) or np.any(np.abs(rows.sum(1) - 1) > 1e-6)):
+        raise ConfigError("loop.mixing", mixing, allowed)
 
 
 def check_built(cfg, source, family) -> None:

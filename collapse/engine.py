@@ -62,6 +62,12 @@ class LoopSpec:
     real_weight: float | None = None  # loop.real_weight: the real part's share of the fit's weight (None: pooled)
     n_real_schedule: tuple | None = None  # loop.real_fraction as a schedule: real units of each generation (G,)
     scale_schedule: tuple | None = None  # sampling.scale as a schedule: the scale of each generation (G,)
+    mixing: tuple | None = None  # loop.models > 1: the M x M mixing matrix of the shared pool (row i: lineage i's)
+
+    @property
+    def models(self) -> int:
+        """Model lineages per replicate (``loop.models``; 1 without an ecosystem)."""
+        return 1 if self.mixing is None else len(self.mixing)
 
     @property
     def n_syn(self) -> int:
@@ -575,13 +581,16 @@ class Chain:
         return out
 
     # ----- generation 0 -----------------------------------------------------------------------------
-    def first(self, seed, replicate, data, point=None):
+    def first(self, seed, replicate, data, point=None, lineage=None):
         """Generation 0 of replicate ``replicate``: key ``fold_in(key(seed), replicate)``. ``data``: the
         source's shared arrays (unbatched), merged into every truth lookup; ``point``: this row's dynamic
-        loop values (a vectorised sweep)."""
+        loop values (a vectorised sweep). ``lineage``: lineage l of an ecosystem (``loop.models`` > 1) uses
+        the generation keys of ``fold_in(k_gen, l)`` and shares the replicate's truth and held-out data."""
         spec, src = self.spec, self.source
         rkey = jax.random.fold_in(jax.random.key(seed), replicate)
         k_truth, k_held, k_gen = jax.random.split(rkey, 3)
+        if lineage is not None:
+            k_gen = jax.random.fold_in(k_gen, lineage)
         own = src.init(k_truth)
         truth = {**own, **data}
         state: dict = {"k_gen": k_gen, "truth": own, "point": dict(point)}
@@ -610,8 +619,10 @@ class Chain:
         return state, out
 
     # ----- generations >= 1 -------------------------------------------------------------------------
-    def step(self, state, g, data):
-        """Generation g: the batch (real part + synthetic part), the fit of the regime, the metrics."""
+    def step(self, state, g, data, pool=None):
+        """Generation g: the batch (real part + synthetic part), the fit of the regime, the metrics.
+        ``pool``: (every lineage's previous params, stacked; this lineage's mixing weights) in an ecosystem,
+        whose synthetic part is drawn from the shared pool (:func:`pooled_draw`)."""
         spec = self.spec
         k_real, k_syn, k_fit, k_sub, k_metric = self._gen_keys(state["k_gen"], g)
         truth, params = {**state["truth"], **data}, state["params"]
@@ -619,6 +630,8 @@ class Chain:
         scale, n_real = self._scale(point, g), self._n_real(point, g)
         real = lambda n: self.real.part(state, k_real, truth, n, g)  # noqa: E731
         syn = lambda n: self.synthetic.part(k_syn, truth, params, n, scale, state)  # noqa: E731
+        if pool is not None:
+            syn = lambda n: (pooled_draw(self.path, k_syn, truth, pool, n, scale), None)  # noqa: E731
         weights = None
         if spec.weighted and spec.path == "stats":  # each part's statistics weighed as they are drawn
             real, syn = self._weighed_parts(real, syn, n_real, point["real_weight"])
@@ -663,6 +676,20 @@ class Chain:
 
     def advance(self, state, gens, data):
         return jax.lax.scan(lambda st, g: self.step(st, g, data), state, gens)
+
+
+def pooled_draw(path, key, truth, pool, n: int, scale):
+    """n synthetic points from the shared pool of an ecosystem: each point's model is drawn from the lineage's
+    mixing weights pi (row c ~ Categorical(pi)), and the point is row r of model c's own n draws (key
+    ``fold_in(k, c)``), so the points are independent draws from the mixture sum_j pi_j p_j. Costs M x n draws."""
+    stacked, probs = pool
+    k_pick, k_draw = jax.random.split(key)
+    models = probs.shape[0]
+    draws = jax.vmap(lambda j, p: path.synthetic(jax.random.fold_in(k_draw, j), truth, p, n, scale))(
+        jnp.arange(models), stacked)
+    pick = jax.random.categorical(k_pick, jnp.log(probs), shape=(n,))
+    rows = jnp.arange(n)
+    return tree_map(lambda x: x[pick, rows], draws)
 
 
 def shard_rows(rows: dict[str, np.ndarray]) -> dict:
@@ -857,6 +884,10 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
     data = tree_map(jnp.asarray, dict(source.data or {}))
     for gi, (ids, with_samples, with_draws) in enumerate(groups):
         chain = Chain(source, family, spec, metrics, with_samples, dynamic, with_draws)
+        if spec.models > 1:  # M lineages per replicate sharing a pool of synthetic data
+            from collapse.ecosystem import Ecosystem
+
+            chain = Ecosystem(chain, np.asarray(spec.mixing))
         row_point, rows_in = group_rows(ids, seeds, points, n_points, spec)
         sharded_rows = shard_rows(rows_in)
         reps, seed_arr = sharded_rows["replicate"], sharded_rows["seed"]
@@ -917,7 +948,7 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
         if checkpointer is not None:
             checkpointer.save(gi, n_chunks, None, rows, finished=True, models=group_models)
         run_s += time.perf_counter() - t0
-        timings.append({"replicates": f"{ids[0]}-{ids[-1]}", "sample_metrics": bool(chain.with_samples),
+        timings.append({"replicates": f"{ids[0]}-{ids[-1]}", "sample_metrics": bool(with_samples and metrics.sample_names),
                         "compile_s": group_compile, **stages, "run_s": time.perf_counter() - t0})
         n = len(row_point)
         # (rows, kept generations) per metric

@@ -380,6 +380,64 @@ def optimal_real_weight(n_real: int, n_syn: int, variance: str = "known", estima
 
 
 # ------------------------------------------------------------------------------------- linear regression
+def gaussian_ecosystem_moments(g, samples: int, n_real, mixing, estimator: str = "mle") -> dict:
+    """Exact moments of M Gaussian lineages sharing a pool of synthetic data (``loop.models`` = M).
+
+    Setting: ``loop.synthetic=replace``, ``loop.real=fresh``, ``sampling.scale=1``, source N(mu0, s^2 I_d). Lineage
+    i's batch has a = n_real fresh real points and b = m - a points drawn independently from the mixture
+    sum_j pi_ij N(mu_j, S_j) of all lineages' previous models (pi = ``mixing``, rows summing to 1); the fit is
+    mu_i' = batch mean, S_i' = batch scatter / D (D = m for MLE, m - 1 unbiased). Units: mu0 = 0, s = 1, and
+    per dimension (the chain is coordinate-separable: each coordinate's marginal follows the 1-D chain, so traces
+    add). Track e_i = E[tr S_i]/d and C_ij = E<mu_i, mu_j>/d.
+
+    Derivation (conditional on generation g-1). The mixture of lineage i has mean n_i = sum_j pi_ij mu_j and
+    per-coordinate variance V_i = sum_j pi_ij (S_j + mu_j^2) - n_i^2. The batch mean has E = (b/m) n_i and
+    variance (a + b V_i)/m^2; lineages' batches are independent given the previous models. As in
+    :func:`gaussian_fresh_moments`, E[scatter] = (m-1)/m (a + b V_i) + (ab/m) n_i^2. Taking expectations, with
+    P = pi C pi^T and E V_i = sum_j pi_ij (e_j + C_jj) - P_ii (all linear in (e, C)):
+
+        C'_ii = (a + b E V_i)/m^2 + (b/m)^2 P_ii,      C'_ik = (b/m)^2 P_ik (i != k),
+        e'_i  = [(m-1)/m (a + b E V_i) + (ab/m) P_ii] / D,
+
+    from (e, C) = (1, 0), the truth, so generation 0 is every lineage's all-real first fit. M = 1 (pi = 1) is
+    :func:`gaussian_fresh_moments`. ``n_real`` may be a schedule (one count per generation).
+
+    Returns arrays over g: ``var_ratio`` (mean over lineages of e_i), ``mean_err`` (mean of C_ii; times d s^2 in
+    data units), ``spread`` = mean_i C_ii - mean_ik C_ik (E (1/M) sum ||mu_i - mu_bar||^2 / (d s^2)),
+    ``pool_var_ratio`` = var_ratio + spread (the pooled population's tr S_pool / (d s^2)), and per lineage
+    ``lineage_var_ratio`` (G, M) and ``lineage_mean_err`` (G, M).
+    """
+    g = np.asarray(g)
+    fits(g)
+    pi = np.asarray(mixing, dtype=float)
+    if pi.ndim != 2 or pi.shape[0] != pi.shape[1] or np.any(pi < 0) or np.any(np.abs(pi.sum(1) - 1) > 1e-9):
+        raise ValueError("mixing must be an M x M matrix of non-negative rows summing to 1")
+    m, M = int(samples), pi.shape[0]
+    G = int(g.max()) + 1 if g.size else 0
+    counts = _counts(n_real, m, G)
+    D = _divisor(m, estimator)
+    e, C = np.ones(M), np.zeros((M, M))
+    out = {k: np.empty(G) for k in ("var_ratio", "mean_err", "spread", "pool_var_ratio")}
+    lin_v, lin_m = np.empty((G, M)), np.empty((G, M))
+    for k in range(G):
+        a = counts[k]
+        b = m - a
+        P = pi @ C @ pi.T
+        EV = pi @ (e + np.diag(C)) - np.diag(P)
+        C_new = (b / m) ** 2 * P
+        np.fill_diagonal(C_new, (a + b * EV) / m**2 + (b / m) ** 2 * np.diag(P))
+        e = ((m - 1) / m * (a + b * EV) + a * b / m * np.diag(P)) / D
+        C = C_new
+        lin_v[k], lin_m[k] = e, np.diag(C)
+        out["var_ratio"][k] = e.mean()
+        out["mean_err"][k] = np.diag(C).mean()
+        out["spread"][k] = np.diag(C).mean() - C.mean()
+    out["pool_var_ratio"] = out["var_ratio"] + out["spread"]
+    res = {k: v[g] for k, v in out.items()}
+    res["lineage_var_ratio"], res["lineage_mean_err"] = lin_v[g], lin_m[g]
+    return res
+
+
 def _linreg_unit(dim: int, design_size: int, noise_var: float) -> float:
     """s^2 E[tr (X^T X)^-1] = s^2 d / (T - d - 1) for X with N(0, 1) entries (inverse-Wishart mean)."""
     if design_size < dim + 2:
@@ -631,6 +689,9 @@ def theory_curves(cfg: Mapping[str, Any], generations: int) -> dict[str, np.ndar
         return {}
     g = np.arange(G)
     src, model, loop, sampling = (_section(cfg, k) for k in ("source", "model", "loop", "sampling"))
+    models = loop.get("models", 1)
+    if models is not None and models != 1:  # an ecosystem: M lineages sharing a pool
+        return _ecosystem_curves(cfg, G, g)
 
     M = loop.get("samples")
     if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
@@ -709,6 +770,41 @@ def _schedule_curves(cfg, pair, M: int, G: int, g) -> dict | None:
                                   True)
         return {k: v for k, v in out.items() if k == "gini_simpson"}
     return {}
+
+
+def _ecosystem_curves(cfg, G: int, g) -> dict:
+    """Curves of M Gaussian lineages sharing a pool (:func:`gaussian_ecosystem_moments`): replace, fresh real data,
+    every scale 1, no real_weight, a gaussian source and family; a real-fraction schedule is allowed. Per-lineage
+    columns ``lineage<i>/var_ratio`` and ``lineage<i>/mean_err`` too."""
+    from collapse import schedules
+    from collapse.ecosystem import mixing_matrix
+
+    src, model, loop, sampling = (_section(cfg, k) for k in ("source", "model", "loop", "sampling"))
+    M, models = loop.get("samples"), loop.get("models")
+    if ((src.get("name"), model.get("name")) != ("gaussian", "gaussian") or loop.get("real_weight") is not None
+            or loop.get("synthetic", "replace") != "replace" or loop.get("real", "fresh") != "fresh"
+            or not isinstance(M, (int, np.integer)) or not isinstance(models, (int, np.integer)) or models < 1):
+        return {}
+    frac, scale = loop.get("real_fraction", 0.0), sampling.get("scale", 1.0)
+    try:
+        fr = schedules.values("loop.real_fraction", frac, G) if schedules.is_schedule(frac) else np.full(G, float(frac))
+        sc = schedules.values("sampling.scale", scale, G) if schedules.is_schedule(scale) else np.full(G, float(scale))
+        pi = mixing_matrix(int(models), loop.get("mixing"))
+    except Exception:  # (an invalid key: collapse.config refuses it)
+        return {}
+    est, d, s = model.get("estimator", "mle"), src.get("dim", 1), _num(src.get("scale", 1.0))
+    if (np.any(sc[1:] != 1.0) or est not in ESTIMATORS or not isinstance(d, (int, np.integer)) or isinstance(d, bool)
+            or M < d + 1 or not s):
+        return {}
+    counts = np.array([n_real_of(float(v), int(M)) for v in fr])
+    r = gaussian_ecosystem_moments(g, int(M), counts, pi, est)
+    unit = s * s * int(d)
+    out = {"var_ratio": r["var_ratio"], "mean_err": unit * r["mean_err"], "spread": r["spread"],
+           "pool_var_ratio": r["pool_var_ratio"]}
+    for i in range(int(models)):
+        out[f"lineage{i}/var_ratio"] = r["lineage_var_ratio"][:, i]
+        out[f"lineage{i}/mean_err"] = unit * r["lineage_mean_err"][:, i]
+    return out
 
 
 def _gaussian_weighted(src, model, M, n_real, weight, g) -> dict:

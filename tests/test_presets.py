@@ -446,6 +446,25 @@ def check_human_data_dwindles(preset):
     assert_mean_below(at(df, "mean_err", 100), at(df, "mean_err"), "mean_err grows once human data are gone")
 
 
+def check_model_ecosystem(preset):
+    G = 150
+    mixed = run(preset, f"generations={G}")
+    for metric in ("var_ratio", "spread", "pool_var_ratio"):
+        curve = closed_form(mixed, metric, preset)
+        for g in (1, 50, 100):
+            assert_near(at(mixed, metric, g), curve[g], f"{metric} at generation {g} (self share 0.9)")
+    spread = closed_form(mixed, "spread", preset)
+    assert spread[100] < 0.05 and closed_form(mixed, "pool_var_ratio", preset)[G - 1] < 0.6  # locked together
+    alone = run(preset, f"generations={G}", "loop.mixing=1.0")
+    for metric in ("var_ratio", "spread", "pool_var_ratio"):
+        curve = closed_form(alone, metric, preset)
+        for g in (1, 50, 100):
+            assert_near(at(alone, metric, g), curve[g], f"{metric} at generation {g} (isolated lineages)")
+    assert_mean_below(at(alone, "var_ratio", 100), at(alone, "pool_var_ratio", 100) - 0.5,
+                      "isolated lineages: the pool keeps diversity each model lost")
+    assert_mean_below(at(mixed, "spread", 100), at(alone, "spread", 100), "mixing keeps the models together")
+
+
 def check_poisson_extinction(preset):
     G = 60
     df = run(preset, f"generations={G}", "replicates=4000")
@@ -457,6 +476,7 @@ def check_poisson_extinction(preset):
 
 
 CHECKS = {
+    "model_ecosystem": check_model_ecosystem,
     "poisson_extinction": check_poisson_extinction,
     "golden_ratio_weighting": check_golden_ratio_weighting,
     "human_data_dwindles": check_human_data_dwindles,

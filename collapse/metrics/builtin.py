@@ -378,4 +378,14 @@ describe("verifier_fpr", "verifier false-positive rate", about="share of the wro
 describe("verifier_fnr", "verifier false-negative rate", about="share of the right candidates the verifier rejects, "
          "measured against the exact checker")
 describe("reward_mean", "mean reward", about="the configured reward over fresh model draws")
+
+# ----- columns of a model ecosystem (loop.models > 1; collapse.ecosystem, pooled population of all lineages) -----
+describe("pool_var_ratio", "pooled variance ratio", log=True, about="tr S_pool / tr S0, S_pool the covariance of the "
+         "equal mixture of the ecosystem's models (loop.models > 1)")
+describe("spread", "between-model spread", about="(1/M) sum_i ||mu_i - mu_bar||^2 / tr S0: how far the ecosystem's "
+         "model means lie apart (loop.models > 1)")
+describe("pool_support", "pooled support", unit="categories", about="#{k: p_pool_k > 0}, p_pool the mean of the "
+         "ecosystem's category probabilities (loop.models > 1)")
+describe("pool_gini_simpson", "pooled Gini-Simpson diversity", about="1 - sum p_pool^2 (loop.models > 1)")
+describe("spread_tv", "between-model total variation", about="(1/M) sum_i TV(p_i, p_pool) (loop.models > 1)")
 del M
