@@ -465,6 +465,16 @@ def check_model_ecosystem(preset):
     assert_mean_below(at(mixed, "spread", 100), at(alone, "spread", 100), "mixing keeps the models together")
 
 
+def check_selection_bias_accumulate(preset):
+    biased = run(preset, "replicates=300", "generations=50")
+    plain = run(preset, "replicates=300", "generations=50", "curation=none")
+    assert_mean_below(at(biased, "var_ratio", 10), at(biased, "var_ratio", 1), "dispersion falls under selection")
+    assert_mean_below(at(biased, "var_ratio"), at(plain, "var_ratio") - 0.5, "selection bias beats accumulation")
+    held = at(plain, "var_ratio")
+    assert_mean_below(np.full_like(held, 0.9), held, "accumulate without selection holds the dispersion above 0.9")
+    assert (at(biased, "var_ratio") > 0).all()  # slowed, not the one-generation loss of replace
+
+
 def check_poisson_extinction(preset):
     G = 60
     df = run(preset, f"generations={G}", "replicates=4000")
@@ -476,6 +486,7 @@ def check_poisson_extinction(preset):
 
 
 CHECKS = {
+    "selection_bias_accumulate": check_selection_bias_accumulate,
     "model_ecosystem": check_model_ecosystem,
     "poisson_extinction": check_poisson_extinction,
     "golden_ratio_weighting": check_golden_ratio_weighting,
