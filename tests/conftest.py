@@ -54,6 +54,47 @@ from collapse.theory import theory_curves  # noqa: E402
 FAST = ("metrics.sample_based=false", "metrics.draws=0", "quiet=true")
 
 
+def assert_refused(tmp_path, args, message: str, generations: int = 3) -> None:
+    """The command line refuses ``args`` with one line containing ``message``, exit 2, and no run folder."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("collapse"))
+    p = subprocess.run([cli, *args, f"generations={generations}", "replicates=2", "quiet=true"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], p.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def assert_resume_matches(tmp_path, monkeypatch, args, crash_after: int = 2):
+    """A run killed after its ``crash_after``-th checkpoint save and resumed with ``collapse resume=...`` writes the
+    same metrics as an uninterrupted run; returns the resumed frame."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from collapse import config as C
+    from collapse.api import run
+
+    full = run(C.compose(args), run_dir=tmp_path / "full")
+    crash_after_saves(monkeypatch, crash_after)
+    with pytest.raises(KeyboardInterrupt):
+        run(C.compose(args), run_dir=tmp_path / "killed")
+    monkeypatch.undo()
+    cli = str(Path(sys.executable).with_name("collapse"))
+    p = subprocess.run([cli, f"resume={tmp_path / 'killed'}"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0 and "resuming from the checkpoint" in p.stderr, p.stderr
+    resumed = pd.read_parquet(tmp_path / "killed" / "metrics.parquet")
+    pd.testing.assert_frame_equal(resumed, full.metrics, check_dtype=False)
+    return resumed
+
+
 def crash_after_saves(monkeypatch, n: int) -> None:
     """Make the process "die" (KeyboardInterrupt) right after its n-th durable checkpoint save; undo it with
     ``monkeypatch.undo()`` or let the test end."""

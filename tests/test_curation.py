@@ -213,24 +213,11 @@ def test_a_vectorised_seed_and_scale_sweep_of_a_curated_chain_equals_its_single_
 
 def test_a_curated_run_killed_mid_way_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     """The detector's held-out real draw (zipf: part of the chain state) and the curation keys survive a resume."""
-    import pandas as pd
-
-    from collapse import config as C
-    from collapse.api import run
-    from conftest import crash_after_saves
+    from conftest import assert_resume_matches
 
     args = ["source=zipf", "model=categorical", "replicates=3", "generations=9", "engine.chunks=4",
             "checkpoint.every=1", "curation=importance", "curation.score=detector", "quiet=true"]
-    full = run(C.compose(args), run_dir=tmp_path / "full")
-    crash_after_saves(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        run(C.compose(args), run_dir=tmp_path / "killed")
-    monkeypatch.undo()
-    p = subprocess.run([CLI, f"resume={tmp_path / 'killed'}"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600)
-    assert p.returncode == 0 and "resuming from the checkpoint" in p.stderr, p.stderr
-    resumed = pd.read_parquet(tmp_path / "killed" / "metrics.parquet")
-    pd.testing.assert_frame_equal(resumed, full.metrics, check_dtype=False)
+    assert_resume_matches(tmp_path, monkeypatch, args)
 
 
 # ----- the command line ------------------------------------------------------------------------------------

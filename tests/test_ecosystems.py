@@ -1,9 +1,6 @@
 """Model ecosystems (loop.models = M): M lineages per replicate sharing a pool of synthetic data."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,9 +8,8 @@ import pytest
 
 from collapse import theory as th
 from collapse.ecosystem import mixing_matrix
-from conftest import assert_matches_theory, sim
+from conftest import assert_matches_theory, assert_refused, assert_resume_matches, sim
 
-CLI = str(Path(sys.executable).with_name("collapse"))
 GAUSS = ("source=gaussian", "model=gaussian", "metrics.sample_based=false", "loop.samples=20")
 
 
@@ -93,22 +89,9 @@ def test_categorical_pool_keeps_symbols_every_lineage_lost():
 
 
 def test_a_killed_ecosystem_resumes_to_the_same_numbers(tmp_path, monkeypatch):
-    from collapse import config as C
-    from collapse.api import run
-    from conftest import crash_after_saves
-
     args = [*GAUSS, "replicates=4", "generations=9", "loop.models=3", "loop.real_fraction=0.2", "engine.chunks=4",
             "checkpoint.every=1", "quiet=true"]
-    full = run(C.compose(args), run_dir=tmp_path / "full")
-    crash_after_saves(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        run(C.compose(args), run_dir=tmp_path / "killed")
-    monkeypatch.undo()
-    p = subprocess.run([CLI, f"resume={tmp_path / 'killed'}"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600)
-    assert p.returncode == 0 and "resuming from the checkpoint" in p.stderr, p.stderr
-    resumed = pd.read_parquet(tmp_path / "killed" / "metrics.parquet")
-    pd.testing.assert_frame_equal(resumed, full.metrics, check_dtype=False)
+    resumed = assert_resume_matches(tmp_path, monkeypatch, args)
     assert "lineage2/var_ratio" in resumed.columns
 
 
@@ -121,9 +104,4 @@ def test_a_killed_ecosystem_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     (["loop.models=2", "engine.path=stats"], "engine.path='stats': not available here"),
 ])
 def test_bad_ecosystem_input_is_one_line_exit_2(tmp_path, args, message):
-    p = subprocess.run([CLI, *args, "generations=3", "replicates=2", "quiet=true"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], p.stderr
-    assert not (tmp_path / "runs").exists()
+    assert_refused(tmp_path, args, message)

@@ -1,9 +1,6 @@
 """loop.real_weight (He, Xu & Cheng 2025): the fit weighs its real part w and its synthetic part 1 - w."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +13,8 @@ from collapse.families.categorical import categorical
 from collapse.families.gaussian import gaussian
 from collapse.families.linear_regression import linear_regression
 from collapse.families.training import draw_weighted_rows
-from conftest import assert_matches_theory, sim
+from conftest import assert_matches_theory, assert_refused, sim
 
-CLI = str(Path(sys.executable).with_name("collapse"))
 
 
 def test_weights_give_the_real_part_share_w_and_sum_to_the_batch():
@@ -129,9 +125,4 @@ def test_a_neural_family_trains_with_weights():
     (["loop.real_weight=0.5", "loop.real_fraction=0.5", "model=gmm"], "model=gmm cannot weigh its rows"),
 ])
 def test_bad_weight_input_is_one_line_exit_2(tmp_path, args, message):
-    p = subprocess.run([CLI, *args, "generations=3", "replicates=2", "quiet=true"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], p.stderr
-    assert not (tmp_path / "runs").exists()
+    assert_refused(tmp_path, args, message)

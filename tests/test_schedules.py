@@ -1,18 +1,14 @@
 """Contamination schedules: loop.real_fraction and sampling.scale over generations, in one compiled program."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from collapse import schedules, theory as th
 from collapse.errors import ConfigError
-from conftest import assert_matches_theory, by_generation, sim
+from conftest import assert_matches_theory, assert_refused, by_generation, sim
 
-CLI = str(Path(sys.executable).with_name("collapse"))
 
 
 def test_schedule_values_follow_their_formulas():
@@ -91,9 +87,4 @@ def test_schedule_theory_reduces_to_the_constant_forms():
     (["loop.real_fraction={schedule:linear,start:0.5,end:0}", "loop.real=fixed"], "loop.real='fixed': must be fresh"),
 ])
 def test_bad_schedules_are_one_line_exit_2(tmp_path, args, message):
-    p = subprocess.run([CLI, *args, "generations=5", "replicates=2", "quiet=true"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], p.stderr
-    assert not (tmp_path / "runs").exists()
+    assert_refused(tmp_path, args, message, generations=5)
