@@ -21,6 +21,8 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
+from collapse.placement import put_like, to_host
+
 ROWS = "rows::"
 STATE = "state::"
 MODELS = "models::"
@@ -71,11 +73,11 @@ class Checkpointer:
         arrays: dict[str, np.ndarray] = {}
         for (g, r), params in (models or {}).items():
             for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-                arrays[f"{MODELS}{g}::{r}::{_path_str(path)}"] = np.asarray(leaf)
+                arrays[f"{MODELS}{g}::{r}::{_path_str(path)}"] = to_host(leaf)
         if state is not None:
             for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
                 arr = jax.random.key_data(leaf) if _is_key(leaf) else leaf
-                arrays[STATE + _path_str(path)] = np.asarray(arr)
+                arrays[STATE + _path_str(path)] = to_host(arr)
         for k in rows[0]:
             arrays[ROWS + k] = np.concatenate([r[k] for r in rows], axis=1)
         arrays[META + "digest"] = np.array(self.digest)
@@ -120,12 +122,12 @@ class Checkpointer:
             leaves = []
             for path, shape in flat:
                 arr = stored[STATE + _path_str(path)]
-                if _is_key(shape):
-                    leaf = jax.random.wrap_key_data(arr)  # keys come from jax.random.key: the default impl
-                else:
-                    leaf = arr.astype(shape.dtype)
                 sharding = getattr(shape, "sharding", None)
-                leaves.append(jax.device_put(leaf, sharding) if sharding is not None else jax.numpy.asarray(leaf))
+                arr = arr if _is_key(shape) else arr.astype(shape.dtype)
+                leaf = put_like(arr, sharding) if sharding is not None else jax.numpy.asarray(arr)
+                if _is_key(shape):
+                    leaf = jax.random.wrap_key_data(leaf)  # keys come from jax.random.key: the default impl
+                leaves.append(leaf)
             state = jax.tree_util.tree_unflatten(tree, leaves)
         return info["chunks_done"], info["finished"], state, rows
 

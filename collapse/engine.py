@@ -36,6 +36,7 @@ import numpy as np
 
 from collapse.families.base import Family
 from collapse.metrics.compute import MetricFns
+from collapse.placement import host_rows, put_rows, row_mesh, to_host
 from collapse.sources.base import Source
 
 tree_map = jax.tree_util.tree_map
@@ -694,20 +695,18 @@ def pooled_draw(path, key, truth, pool, n: int, scale):
 
 def shard_rows(rows: dict[str, np.ndarray]) -> dict:
     """The per-row inputs of the compiled program (``replicate`` ids, seeds, dynamic loop values), sharded over
-    ``jax.devices()`` (a 1-D mesh over rows) when there are several devices. Rows are padded to a multiple of the
-    device count with extra replicates (fresh ids, last row's other values) whose results are dropped. Each row's
-    numbers depend only on its own inputs, so results equal a single-device run."""
-    devices = jax.devices()
-    if len(devices) == 1:
+    ``jax.devices()`` of every process (:func:`collapse.placement.row_mesh`) when there are several devices. Rows
+    are padded to a multiple of the device count with extra replicates (fresh ids, last row's other values) whose
+    results are dropped. Each row's numbers depend only on its own inputs, so results equal a single-device run."""
+    mesh = row_mesh()
+    if mesh is None:
         return dict(rows)
     n = len(rows["replicate"])
-    pad = (-n) % len(devices)
+    pad = (-n) % mesh.size
     out = {}
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("replicate",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("replicate"))
     for name, v in rows.items():
         extra = v[-1] + 1 + np.arange(pad, dtype=v.dtype) if name == "replicate" else np.repeat(v[-1:], pad)
-        out[name] = jax.device_put(np.concatenate([v, extra]), sharding)
+        out[name] = put_rows(np.concatenate([v, extra]), mesh)
     return out
 
 
@@ -716,7 +715,7 @@ ARTIFACT_REPLICATES = 2  # replicates whose artifacts (outputs named "_...") com
 
 def _host(name: str, value, artifact_rows: np.ndarray) -> np.ndarray:
     """Device output to NumPy; artifacts keep only ``artifact_rows`` (the first replicates of each point)."""
-    return np.asarray(value[artifact_rows] if name.startswith("_") else value)
+    return host_rows(value, artifact_rows) if name.startswith("_") else to_host(value)
 
 
 @dataclass
@@ -770,16 +769,37 @@ def batched_rows(fn: Callable, in_axes: tuple, rows: int, k: int) -> Callable:
     return mapped
 
 
+def per_device(fn: Callable, mesh, in_specs: tuple) -> Callable:
+    """``fn`` (rows in, rows out) run by every device on its own rows (``shard_map`` over the ``replicate`` axis;
+    ``in_specs``: "rows" or None (shared) per argument), or ``fn`` itself on one device. Every device then runs a
+    program of its own rows only: no collective joins the devices, which otherwise the partitioner inserts
+    wherever a vmapped ``while_loop`` (rejection sampling, decoding) tests "any row still running" across the
+    whole batch. Such a per-iteration all-reduce couples the devices and, on a CPU host with more devices than
+    cores, can deadlock."""
+    if mesh is None:
+        return fn
+    P = jax.sharding.PartitionSpec
+    specs = tuple(P("replicate") if s == "rows" else P() for s in in_specs)
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P("replicate"), check_vma=False)
+
+
+def local_rows(n_rows: int) -> int:
+    """Rows each device holds of ``n_rows`` (a multiple of the device count after :func:`shard_rows`)."""
+    mesh = row_mesh()
+    return n_rows if mesh is None else n_rows // mesh.size
+
+
 def compile_group(chain: Chain, seeds, reps, data, point_in, chunk: int, rows_at_once: int | None = None):
     """The two compiled programs of one replicate group: ``first`` (generation 0 of every row) and ``advance``
     (``chunk`` generations; None when ``chunk`` is 0), the state's shapes, and the seconds spent per stage:
     {"trace_s", "lower_s", "xla_s"} (Python tracing to a jaxpr, lowering to StableHLO, XLA compilation or
-    loading from the persistent compilation cache). ``rows_at_once``: at most this many rows run together
-    (:func:`at_once`); the others follow one block after another inside the same programs."""
-    n_rows = len(reps)
+    loading from the persistent compilation cache). ``rows_at_once``: at most this many rows of each device run
+    together (:func:`at_once`); its others follow one block after another inside the same programs."""
+    mesh = row_mesh()
+    n_rows = local_rows(len(reps))
     k = at_once(n_rows, rows_at_once)
-    first_v = batched_rows(chain.first, (0, 0, None, 0), n_rows, k)
-    sharded = getattr(reps, "sharding", None) if len(jax.devices()) > 1 else None
+    first_v = per_device(batched_rows(chain.first, (0, 0, None, 0), n_rows, k), mesh, ("rows", "rows", None, "rows"))
+    sharded = getattr(reps, "sharding", None) if mesh is not None else None
     jit_kw = {"out_shardings": sharded} if sharded is not None else {}  # every output is per replicate
     stages = {"trace_s": 0.0, "lower_s": 0.0, "xla_s": 0.0}
 
@@ -804,8 +824,8 @@ def compile_group(chain: Chain, seeds, reps, data, point_in, chunk: int, rows_at
     advance = None
     if chunk > 0:
         gens0 = np.arange(1, 1 + chunk, dtype=np.int32)
-        advance = build(jax.jit(batched_rows(chain.advance, (0, None, None), n_rows, k), donate_argnums=0, **jit_kw),
-                        state_shape, gens0, data)[1]
+        advance_v = per_device(batched_rows(chain.advance, (0, None, None), n_rows, k), mesh, ("rows", None, None))
+        advance = build(jax.jit(advance_v, donate_argnums=0, **jit_kw), state_shape, gens0, data)[1]
     return first, advance, state_shape, stages
 
 
@@ -907,9 +927,11 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
             label = f"replicates {ids[0]}-{ids[-1]} ({what}): "
         if n_points > 1:
             label = f"{n_points} sweep points, " + (label or "")
-        k = at_once(len(reps), rows_at_once)
-        if k < len(reps) and not quiet:
-            print(f"  {label}{k} of {len(reps)} rows at a time (engine.rows_at_once)", file=sys.stderr, flush=True)
+        n_local = local_rows(len(reps))
+        k = at_once(n_local, rows_at_once)
+        if k < n_local and not quiet:
+            where = " per device" if n_local < len(reps) else ""
+            print(f"  {label}{k} of {n_local} rows{where} at a time (engine.rows_at_once)", file=sys.stderr, flush=True)
         resumed = checkpointer.load(gi, state_shape) if checkpointer is not None else None
         resumed_models = {}
         if resumed is not None:  # continue from the last durable chunk of this group
@@ -985,5 +1007,5 @@ def kept_models(state, replicate_ids: np.ndarray, spec: LoopSpec) -> dict:
         if r >= spec.keep_replicates or any(key[1] == r for key in out):
             continue
         for g, slot in zip(spec.keep_models, state["models"]):
-            out[(g, r)] = tree_map(lambda x: np.asarray(x[row]), slot)
+            out[(g, r)] = tree_map(lambda x: host_rows(x, row), slot)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -98,3 +99,23 @@ def eigvalsh(a, sweeps: int = 10):
 
     m = lax.fori_loop(0, sweeps * pairs.shape[0], rotate, 0.5 * (a + a.T))
     return jnp.diagonal(m)
+
+
+def _one_matrix_per_call() -> bool:
+    """True when several CPU devices of this process run at once: their batched LAPACK calls can deadlock on
+    the shared intra-op pool (module docstring), so each call then gets one matrix."""
+    return jax.default_backend() == "cpu" and jax.local_device_count() > 1
+
+
+def _eigvalsh(a):
+    return jnp.linalg.eigvalsh(a)
+
+
+def lapack_eigvalsh(a):
+    """``jnp.linalg.eigvalsh(a)`` (LAPACK syevd on CPU) for large matrices. Under ``vmap`` with several CPU devices
+    the batch runs one matrix after another (``jax.custom_batching.sequential_vmap``): the same LAPACK routine on
+    the same matrices, so the same numbers, without the batched call's blocking wait on the thread pool. On one
+    device, or on GPU/TPU, it is the batched call."""
+    if _one_matrix_per_call():
+        return jax.custom_batching.sequential_vmap(_eigvalsh)(a)
+    return jnp.linalg.eigvalsh(a)

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from collapse.linalg import lapack_eigvalsh
+
 __all__ = [
     "pairwise_distances",
     "knn_radii",
@@ -268,7 +270,7 @@ def vendi_from_kernel(K):
     """
     (K,) = _float(K)
     n = K.shape[-1]
-    lam = jnp.linalg.eigvalsh(K / n)
+    lam = lapack_eigvalsh(K / n)
     return _entropy_exp(lam)
 
 
@@ -351,7 +353,7 @@ def sample_metrics_from(ref: dict, fake, knn_k, dc_k) -> dict:
 
     bw = ref["bw"]
     K = jnp.exp(-sq_ff / (2.0 * bw * bw))
-    vs = _entropy_exp(jnp.linalg.eigvalsh(K / E))
+    vs = _entropy_exp(lapack_eigvalsh(K / E))
 
     norms = jnp.sqrt(jnp.sum(fake * fake, axis=-1))  # norms of the raw (uncentred) samples
     tail = _hill(norms, math.isqrt(E))
