@@ -23,9 +23,7 @@ def row_mesh() -> jax.sharding.Mesh | None:
 
 def put_rows(values: np.ndarray, mesh: jax.sharding.Mesh):
     """A global array of ``values`` (the same host array in every process) split over ``mesh`` along axis 0."""
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("replicate"))
-    values = np.asarray(values)
-    return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
+    return put_like(values, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("replicate")))
 
 
 def put_like(values: np.ndarray, sharding):
@@ -66,7 +64,3 @@ def host_rows(x, rows) -> np.ndarray:
         return np.asarray(x[rows])
     return to_host(x)[rows]
 
-
-def is_writer() -> bool:
-    """True in the one process that writes the run folder (process 0; every process of a one-process run)."""
-    return jax.process_index() == 0
