@@ -15,7 +15,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from collapse import components, config as C, precision_guard, schedules, sweep
-from collapse import provenance
+from collapse import distributed, provenance
 from collapse.curation import build_curation
 from collapse.engine import LoopSpec, n_real_points, run_chains, stats_path_blockers, uses_pool
 from collapse.metrics.compute import build_metrics
@@ -268,15 +268,17 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
         group: Optional[str] = None, overrides: Optional[list[str]] = None) -> Result:
     """Run a composed config; writes ``run_dir`` if given. ``group``: the wandb group (the sweep);
     ``overrides``: what the config was composed from, for ``summary.json``'s provenance."""
+    distributed.start()  # a multi-process run asked for by the environment (collapse.distributed)
     if sweep.axes(cfg):
         return run_sweep(cfg, run_dir, quiet, group, overrides)
     t0 = time.perf_counter()
-    quiet = cfg.quiet if quiet is None else quiet
+    quiet = (cfg.quiet if quiet is None else quiet) or not distributed.is_writer()
     with precision_context(cfg):
         source, family, spec, metrics = prepare(cfg)
         t_setup = time.perf_counter()
         eng = _run_engine(cfg, run_dir, quiet, source, family, spec, metrics)
     t_engine = time.perf_counter()
+    writes = run_dir is not None and distributed.is_writer()  # one writer: process 0 of a multi-process run
     out_dtype = np.float64 if cfg.precision == "float64" else np.float32
     cols = {k: (v.astype(np.int64) if k in ("replicate", "generation") else v.astype(out_dtype))
             for k, v in eng.columns.items()}
@@ -295,17 +297,17 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
         extra["samples.jsonl"] = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in samples).encode()
     elif eng.artifacts and "_samples" in eng.artifacts:
         summary["data"] = data_summary(cfg, source, spec)
-        if run_dir is not None:
+        if writes:
             extra.update(sample_pictures(source, eng))
             if source.kind in ("continuous", "discrete"):
                 extra["samples.npz"] = draws_npz(eng)
-    if eng.models and run_dir is not None:
+    if eng.models and writes:
         extra.update(model_files(family, eng.models))
         summary["models"] = sorted(f"models/gen{g}/replicate{r}" for g, r in eng.models)
     clf = (source.info or {}).get("classifier")
     if clf is not None:
         summary["classifier_accuracy"] = float(clf.accuracy)
-        if run_dir is not None:
+        if writes:
             extra["classifier.npz"] = classifier_bytes(clf)
     df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
     summary["phases"] = phases(t0, t_setup, t_engine, t_summary, t_reference, eng)
@@ -313,11 +315,11 @@ def run(cfg: DictConfig, run_dir: Optional[str | Path] = None, quiet: Optional[b
     def writing_done(s: dict) -> None:
         s["phases"]["writing"] = time.perf_counter() - t_reference
 
-    written = write_run(run_dir, cfg, df, summary, extra, writing_done) if run_dir is not None else None
+    written = write_run(run_dir, cfg, df, summary, extra, writing_done) if writes else None
     if written is not None:  # finished: the checkpoints have done their job
         import shutil
         shutil.rmtree(Path(written) / "checkpoint", ignore_errors=True)
-    if cfg.logger.name == "wandb":
+    if cfg.logger.name == "wandb" and distributed.is_writer():
         from collapse.wandb_log import log_run
         summary["wandb_dir"] = log_run(cfg, df, summary, written, histogram_samples(eng), group=group)
         if written is not None:
@@ -353,12 +355,13 @@ def _run_engine(cfg, run_dir, quiet, source, family, spec, metrics, points=None)
     checkpoints every ``checkpoint.every`` generations when there is a run directory."""
     sample_reps = sample_replicates(cfg)
     ckpt = None
-    if run_dir is not None:
+    if run_dir is not None and distributed.is_writer():
         from collapse.runs import write_config
         write_config(run_dir, cfg)
-    if run_dir is not None and cfg.checkpoint.every > 0:
+    if run_dir is not None and cfg.checkpoint.every > 0:  # every process reads it; process 0 writes it
         from collapse.checkpoint import Checkpointer
-        ckpt = Checkpointer(Path(run_dir) / "checkpoint", cfg.checkpoint.every, C.config_digest(cfg))
+        ckpt = Checkpointer(Path(run_dir) / "checkpoint", cfg.checkpoint.every, C.config_digest(cfg),
+                            writer=distributed.is_writer())
     return run_chains(source, family, spec, metrics, cfg.seed, cfg.replicates, sample_reps,
                       chunks=cfg.engine.chunks, quiet=quiet, checkpointer=ckpt, points=points,
                       rows_at_once=C.rows_at_once(cfg))
@@ -370,7 +373,7 @@ def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group
     ``metrics.parquet`` has a column per swept key (named by the dotted key) besides replicate and generation;
     ``summary.json`` holds the final-generation intervals per point under ``points``."""
     t0 = time.perf_counter()
-    quiet = cfg.quiet if quiet is None else quiet
+    quiet = (cfg.quiet if quiet is None else quiet) or not distributed.is_writer()
     with precision_context(cfg):
         source, family, spec, metrics, dynamic, cfgs, points = prepare_sweep(cfg)
         per_point = {k: np.asarray(v) for k, v in dynamic.items()}  # every swept key is one of these
@@ -404,11 +407,11 @@ def run_sweep(cfg: DictConfig, run_dir=None, quiet: Optional[bool] = None, group
     summary["provenance"] = provenance.record(cfg, overrides)
     summary.update(reference_entry(cfgs[0], source, family))  # real-vs-real values of the sample metrics
     df.attrs["config"] = OmegaConf.to_container(cfg, resolve=True)
-    written = write_run(run_dir, cfg, df, summary) if run_dir is not None else None
+    written = write_run(run_dir, cfg, df, summary) if run_dir is not None and distributed.is_writer() else None
     if written is not None:
         import shutil
         shutil.rmtree(Path(written) / "checkpoint", ignore_errors=True)
-    if cfg.logger.name == "wandb":  # one wandb run per point, grouped by the sweep
+    if cfg.logger.name == "wandb" and distributed.is_writer():  # one wandb run per point, grouped by the sweep
         from collapse.wandb_log import log_run
         dirs = []
         for i, (pcfg, p, ps, sub) in enumerate(zip(cfgs, points, point_summaries, tables)):

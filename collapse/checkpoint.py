@@ -53,9 +53,11 @@ def _fsync_write(path: Path, write) -> None:
 class Checkpointer:
     """Saves every ``every`` generations (at chunk ends) into ``folder``; ``digest`` identifies the config."""
 
-    def __init__(self, folder: str | os.PathLike, every: int, digest: str):
+    def __init__(self, folder: str | os.PathLike, every: int, digest: str, writer: bool = True):
+        """``writer``: whether this process writes the files (process 0 of a multi-process run; every process
+        gathers the state and reads the files, see :mod:`collapse.distributed`)."""
         self.models: dict = {}  # the kept models of the group loaded last (``load``)
-        self.folder, self.every, self.digest = Path(folder), int(every), digest
+        self.folder, self.every, self.digest, self.writer = Path(folder), int(every), digest, writer
         self.progress: dict[str, Any] = {"digest": digest, "groups": {}}
         f = self.folder / "progress.json"
         if f.is_file():
@@ -83,6 +85,8 @@ class Checkpointer:
         arrays[META + "digest"] = np.array(self.digest)
         arrays[META + "chunks_done"] = np.array(chunks_done, dtype=np.int64)
         arrays[META + "finished"] = np.array(finished)
+        if not self.writer:  # the gathers above are collectives every process joins; one process writes
+            return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             _fsync_write(self.folder / f"group{group}.npz", lambda fh: np.savez(fh, **arrays))

@@ -111,6 +111,11 @@ def _app(cfg: DictConfig) -> None:
         res = run(cfg, run_dir=out, group=group)
     except (C.ConfigError, CheckpointError, FinishedRunError) as exc:
         _fail(str(exc))
+    from collapse import distributed
+    if not distributed.is_writer():
+        print(f"collapse: process {distributed.process_index()} of {distributed.process_count()} finished its rows; "
+              f"process 0 writes the run folder {out}")
+        return
     s = res.summary
     if "points" in s:
         print_sweep(res, out)
@@ -243,6 +248,22 @@ def check_before_start(overrides: list[str], multirun: bool) -> None:
                                 "no job was started") from None
 
 
+def _start_distributed(argv: list[str]) -> list[str]:
+    """Join a multi-process run when the environment asks for one (:mod:`collapse.distributed`), before any JAX
+    computation. Processes other than 0 write nothing: Hydra's ``.hydra/`` folder and job log are switched off
+    for them (process 0 writes the run folder)."""
+    from collapse import distributed
+
+    try:
+        if not distributed.start():
+            return argv
+    except distributed.DistributedSettingError as exc:
+        _fail(str(exc))
+    if distributed.is_writer():
+        return argv
+    return [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+
+
 def main(argv: list[str] | None = None) -> None:
     import warnings
     warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema.*")  # submitit plugin
@@ -265,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     if resume not in (None, "", "null") and not multirun and not info:
         argv = _resume_argv(resume, overrides, argv)
         overrides = [a for a in argv if not a.startswith("-")]
+    if not info:
+        argv = _start_distributed(argv)
     try:
         C.check_group_overrides(overrides)
         if not info and resume in (None, "", "null"):

@@ -1001,11 +1001,15 @@ def run_chains(source: Source, family: Family, spec: LoopSpec, metrics: MetricFn
 def kept_models(state, replicate_ids: np.ndarray, spec: LoopSpec) -> dict:
     """{(generation, replicate): params} on the host, for the rows of the first ``spec.keep_replicates``
     replicates (the first sweep point's rows: a run has one)."""
+    rows, seen = [], set()
+    for row, r in enumerate(int(r) for r in replicate_ids):
+        if r < spec.keep_replicates and r not in seen:
+            rows.append((row, r))
+            seen.add(r)
+    picked = np.asarray([row for row, _ in rows], dtype=np.int64)
     out = {}
-    for row in range(len(replicate_ids)):
-        r = int(replicate_ids[row])
-        if r >= spec.keep_replicates or any(key[1] == r for key in out):
-            continue
-        for g, slot in zip(spec.keep_models, state["models"]):
-            out[(g, r)] = tree_map(lambda x: host_rows(x, row), slot)
+    for g, slot in zip(spec.keep_models, state["models"]):  # one host copy (one gather) per leaf
+        host = tree_map(lambda x: host_rows(x, picked), slot)
+        for i, (_, r) in enumerate(rows):
+            out[(g, r)] = tree_map(lambda x: x[i], host)
     return out

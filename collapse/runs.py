@@ -169,9 +169,14 @@ def override_dir(overrides: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Register ``${collapse.override_dir:...}`` (:func:`override_dir`), used by ``hydra.run.dir``."""
+    """Register ``${collapse.override_dir:...}`` (:func:`override_dir`) and ``${collapse.now:...}``
+    (:func:`collapse.distributed.now`), used by ``hydra.run.dir`` and ``hydra.sweep.dir``."""
     if not OmegaConf.has_resolver("collapse.override_dir"):
         OmegaConf.register_new_resolver("collapse.override_dir", override_dir)
+    if not OmegaConf.has_resolver("collapse.now"):  # Hydra's ${now:...}, shared by a multi-process run's processes
+        from collapse.distributed import now
+
+        OmegaConf.register_new_resolver("collapse.now", now, use_cache=True)
 
 
 class NotARunError(FileNotFoundError):

@@ -111,6 +111,16 @@ def crash_after_saves(monkeypatch, n: int) -> None:
     monkeypatch.setattr(Checkpointer, "save", crashing)
 
 
+def assert_float32_close(four, one) -> None:
+    """Equal ids; every metric equal to float32 rounding: |a - b| <= 1e-4 |b| + 1e-5 max|column| (NaN = NaN)."""
+    assert list(four.columns) == list(one.columns) and len(four) == len(one)
+    np.testing.assert_array_equal(four[["replicate", "generation"]], one[["replicate", "generation"]])
+    for name in one.columns.drop(["replicate", "generation"]):
+        a, b = four[name].to_numpy(float), one[name].to_numpy(float)
+        scale = np.nanmax(np.abs(b)) if np.isfinite(b).any() else 1.0
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale, equal_nan=True, err_msg=name)
+
+
 def sim(*overrides: str):
     return collapse.simulate(*FAST, *overrides)
 

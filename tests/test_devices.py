@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import collapse
-from conftest import sim
+from conftest import assert_float32_close, sim
 from regression.cases import CASES, TINY
 
 ARGS = ("precision=float64", "generations=6", "replicates=10", "loop.samples=50", "metrics.sample_based=true", "metrics.eval_samples=32",
@@ -43,16 +43,6 @@ def _on_four_devices(tmp_path, args) -> pd.DataFrame:
     return pd.read_parquet(out)
 
 
-def _assert_float32_close(four: pd.DataFrame, one: pd.DataFrame) -> None:
-    """Equal ids; every metric equal to float32 rounding: |a - b| <= 1e-4 |b| + 1e-5 max|column| (NaN = NaN)."""
-    assert list(four.columns) == list(one.columns) and len(four) == len(one)
-    np.testing.assert_array_equal(four[["replicate", "generation"]], one[["replicate", "generation"]])
-    for name in one.columns.drop(["replicate", "generation"]):
-        a, b = four[name].to_numpy(float), one[name].to_numpy(float)
-        scale = np.nanmax(np.abs(b)) if np.isfinite(b).any() else 1.0
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale, equal_nan=True, err_msg=name)
-
-
 def test_four_devices_equal_one_device(tmp_path):
     four = _on_four_devices(tmp_path, ARGS)
     one = sim(*ARGS).metrics
@@ -69,7 +59,7 @@ def test_the_default_metrics_on_four_devices_finish_and_equal_one_device(tmp_pat
     four = _on_four_devices(tmp_path, args)
     one = collapse.simulate("quiet=true", *args).metrics
     assert len(one) == 64 * 10 and one["vendi"].notna().sum() == 20 * 2  # generations 0 and 9 of 20 replicates
-    _assert_float32_close(four, one)
+    assert_float32_close(four, one)
 
 
 def test_vectorised_sweep_on_four_devices_equals_one_device(tmp_path):
@@ -106,4 +96,4 @@ def test_every_family_on_four_devices_equals_one_device(tmp_path, case):
     four = _on_four_devices(tmp_path, args)
     one = collapse.simulate(*args).metrics
     assert one["replicate"].nunique() == 8
-    _assert_float32_close(four, one)
+    assert_float32_close(four, one)
