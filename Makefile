@@ -14,9 +14,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,text]'
 	touch $@
 
-# the tests also compare collapse's language models with Hugging Face transformers (PyTorch, CPU build)
-$(BIN)/.parity: $(BIN)/.installed
-	$(BIN)/python -m pip install -q -e '.[dev,text,parity]'
+# the tests also compare collapse's language models with Hugging Face transformers (PyTorch, CPU build) and run a
+# multirun through Hydra's Ray launcher (the [ray] extra: ray 2.60, ~400 MB; it pins cloudpickle < 3)
+$(BIN)/.test-extras: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev,text,parity,ray]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -24,10 +25,10 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/collapse $(ARGS)
 
-test: install $(BIN)/.parity
+test: install $(BIN)/.test-extras
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal $(PYTEST_ARGS)
 
-test-fast: install $(BIN)/.parity
+test-fast: install $(BIN)/.test-extras
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 bench: install

@@ -128,18 +128,15 @@ def test_hydra_multirun_writes_one_finished_run_per_job(tmp_path):
     assert part.attrs["unfinished"] == ["1"] and set(part["job"]) == {"0"}
 
 
-def _ray_installed() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None
-
-
-RAY = pytest.param("ray", marks=pytest.mark.skipif(not _ray_installed(), reason="the optional extra [ray] is not "
-                                                   "installed (make does not install it)"))
-
-
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local", RAY])
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local", "ray"])
 def test_multirun_through_a_parallel_launcher_gives_complete_job_folders(tmp_path, launcher):
+    """Real launchers: joblib's worker processes, submitit's local executor, and a local Ray cluster (the [ray]
+    extra, which `make test` installs)."""
+    import importlib.util
+
     from collapse.analysis import load_sweep
+    if launcher == "ray":
+        assert importlib.util.find_spec("hydra_plugins.hydra_ray_launcher"), "pip install -e '.[ray]' (make test does)"
     p = run_cli(["-m", f"hydra/launcher={launcher}", "loop.real_fraction=0,0.5", "generations=3", "replicates=4",
                  "metrics.sample_based=false", "name=par"], tmp_path)
     assert p.returncode == 0, p.stderr
