@@ -3,7 +3,8 @@
 Every process runs the same command; the replicate rows are sharded over the devices of all processes
 (:func:`collapse.placement.row_mesh`), every process computes its own rows and joins the gathers that bring all
 rows to the host in the same order, and process 0 alone writes the run folder (config, metrics, summary,
-checkpoints, wandb). How to ask for it (environment variables, since they differ per process, like SLURM's):
+checkpoints, wandb); every process reads the checkpoints when a run resumes, so the run folder must be on a
+filesystem they all see. How to ask for it (environment variables, since they differ per process, like SLURM's):
 
 - ``COLLAPSE_COORDINATOR=host:port`` (or JAX's own ``JAX_COORDINATOR_ADDRESS``), ``COLLAPSE_PROCESSES=N`` and
   ``COLLAPSE_PROCESS_ID=i`` (0 <= i < N): start N processes by hand (e.g. on localhost);
