@@ -83,7 +83,7 @@ RUN = ["replicates=12", "generations=8", "loop.samples=60", "metrics.eval_sample
        "metrics.sample_every=2", "engine.chunks=4"]  # default metrics; 3 rows per device, 2 with sample metrics
 
 
-@pytest.mark.parametrize("env_of", [_as_slurm, _by_hand], ids=["slurm-detected", "by-hand"])
+@pytest.mark.parametrize("env_of", [_as_slurm], ids=["slurm-detected"])  # by hand: the resume test below
 def test_two_processes_write_one_run_with_the_metrics_of_one_process(tmp_path, env_of):
     one = subprocess.run([CLI, *RUN, f"hydra.run.dir={tmp_path / 'one'}"], cwd=tmp_path, env=_env(
         XLA_FLAGS=""), capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
