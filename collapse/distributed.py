@@ -90,7 +90,8 @@ def requested(env=None) -> Optional[dict]:
 def start(env=None) -> bool:
     """Initialise JAX's distributed runtime once if the environment asks for it (before any JAX computation in
     this process), then give every process process 0's clock, so that ``${collapse.now:...}`` names the same run
-    folder everywhere. Returns whether this process is part of a multi-process run."""
+    folder everywhere. Returns whether the environment asked for a distributed run (with
+    ``COLLAPSE_PROCESSES=1`` nothing is initialised, and the run is an ordinary one)."""
     global _started
     if _started:
         return True
